@@ -1,0 +1,41 @@
+"""The `Engine` protocol: batched sampling that returns token ids and their log-probabilities.
+
+Engines are synchronous and batched: the agent loop's `BatchingSampler`
+(`agentrft.rollout.batcher`) gathers the turns of many concurrent rollouts into one call.
+
+Example::
+
+    class Constant(Engine):
+        def generate(self, prompts, params):
+            return [Completion(token_ids=[7, 2], logprobs=[-0.1, -0.2], finish_reason="stop")
+                    for _ in prompts]
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    stop_token_ids: tuple[int, ...] = ()  # generation ends after writing one of these (kept)
+
+
+@dataclass(frozen=True)
+class Completion:
+    token_ids: list[int]  # as sampled, the stop token included when one ended the turn
+    # log-probability of each sampled token under the distribution it was drawn from
+    # (logits / temperature, before top-p truncation); the trainer computes the same quantity.
+    logprobs: list[float]
+    finish_reason: Literal["stop", "length"]
+
+
+class Engine(abc.ABC):
+    @abc.abstractmethod
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """Sample one completion per prompt (prompts may differ in length)."""

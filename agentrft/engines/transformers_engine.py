@@ -1,0 +1,108 @@
+"""Sampling with a transformers causal LM: left-padded batches and a KV cache.
+
+Our own decode loop rather than `generate`, so that each step yields the sampled token's
+log-probability without keeping every step's full-vocabulary logits, and so that a
+per-row stop set, temperature and top-p are applied exactly as documented in `Completion`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agentrft.engines.base import Completion, Engine, SamplingParams
+
+
+def sample_next(logits: torch.Tensor, params: SamplingParams,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (B, V) -> (token ids (B,), their log-probs (B,)) under logits / temperature."""
+    logits = logits.float()
+    if params.temperature <= 0:
+        tokens = logits.argmax(-1)
+        logp = torch.log_softmax(logits, -1)
+        return tokens, logp.gather(-1, tokens[:, None])[:, 0]
+    logp = torch.log_softmax(logits / params.temperature, -1)  # (B, V)
+    probs = logp.exp()
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        drop = sorted_p.cumsum(-1) - sorted_p > params.top_p  # keep the smallest nucleus
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return tokens, logp.gather(-1, tokens[:, None])[:, 0]
+
+
+class TransformersEngine(Engine):
+    def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
+                 max_batch_size: int = 64, seed: int = 0):
+        self.model = model
+        self.pad_token_id = pad_token_id
+        self.device = torch.device(device)
+        self.max_batch_size = max_batch_size
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        out: list[Completion] = []
+        for i in range(0, len(prompts), self.max_batch_size):
+            out.extend(self._generate_batch(prompts[i:i + self.max_batch_size], params))
+        return out
+
+    def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        B, L = len(prompts), max(len(p) for p in prompts)
+        ids = torch.full((B, L), self.pad_token_id, dtype=torch.long)
+        attn = torch.zeros((B, L), dtype=torch.long)
+        for b, p in enumerate(prompts):  # left padding: every row's next token is at L
+            ids[b, L - len(p):] = torch.tensor(p)
+            attn[b, L - len(p):] = 1
+        return ids.to(self.device), attn.to(self.device)
+
+    @torch.no_grad()
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        B = len(prompts)
+        # The G rollouts of a row start from the same prompt: prefill each distinct prompt once
+        # and fan its KV cache out to the rows that share it.
+        unique: dict[tuple[int, ...], int] = {}
+        row_to_unique = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+        ids, attn = self._left_pad([list(p) for p in unique])
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        stop = torch.tensor(params.stop_token_ids or [-1], device=self.device)
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True,
+                             logits_to_keep=1)
+            cache, logits = out.past_key_values, out.logits[:, -1]
+            if len(unique) < B:
+                fan = torch.tensor(row_to_unique, device=self.device)
+                cache.batch_select_indices(fan)
+                logits, attn, positions = logits[fan], attn[fan], positions[fan]
+            next_pos = positions[:, -1:] + 1
+            tokens_T, logps_T = [], []
+            done = torch.zeros(B, dtype=torch.bool, device=self.device)
+            for _ in range(params.max_new_tokens):
+                tok, logp = sample_next(logits, params, self.generator)
+                tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)
+                tokens_T.append(tok)
+                logps_T.append(logp)
+                done |= torch.isin(tok, stop)
+                if bool(done.all()):
+                    break
+                attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=self.device)], 1)
+                out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
+                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache, logits = out.past_key_values, out.logits[:, -1]
+                next_pos = next_pos + 1
+        finally:
+            self.model.train(was_training)
+
+        tokens = torch.stack(tokens_T, 1).tolist()  # (B, T)
+        logps = torch.stack(logps_T, 1).tolist()
+        stop_set = set(params.stop_token_ids)
+        completions = []
+        for b in range(B):
+            row, n = tokens[b], len(tokens[b])
+            end = next((t + 1 for t, x in enumerate(row) if x in stop_set), None)
+            completions.append(Completion(
+                token_ids=row[:end or n], logprobs=logps[b][:end or n],
+                finish_reason="stop" if end else "length"))
+        return completions

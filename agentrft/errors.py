@@ -1,0 +1,63 @@
+"""Every error agentrft raises on purpose derives from `AgentRFTError`.
+
+    AgentRFTError
+    ├── SpecError              a job file, dataset or config is wrong; names file, line and field
+    ├── ModelLoadError         a model reference cannot be resolved or loaded
+    ├── ToolError
+    │   ├── ToolUnreachable    preflight: a tool server does not answer before training starts
+    │   └── ToolInfraFailure   retries exhausted (5xx, timeout, connection): the rollout is discarded
+    ├── GraderError
+    │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
+    └── CheckpointError        a checkpoint is missing or unreadable on --resume
+
+Model-caused tool errors (a 4xx, bad arguments, a malformed call) are *not* exceptions:
+they are shown to the model as the tool's output (see `agentrft.tools.base.ToolOutcome`).
+"""
+
+from __future__ import annotations
+
+
+class AgentRFTError(Exception):
+    """Root of agentrft's own errors."""
+
+
+class SpecError(AgentRFTError):
+    """A user-written input is invalid. The message says where: file, line and field."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.file, self.line, self.field = file, line, field
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        if field:
+            where += f"{field}: "
+        super().__init__(where + message)
+
+
+class ModelLoadError(AgentRFTError):
+    """A model reference cannot be resolved or loaded."""
+
+
+class ToolError(AgentRFTError):
+    """Base of tool failures that are not the model's fault."""
+
+
+class ToolUnreachable(ToolError):
+    """A tool server did not answer the preflight check."""
+
+
+class ToolInfraFailure(ToolError):
+    """A tool call failed for infrastructure reasons after all retries; discard the rollout."""
+
+
+class GraderError(AgentRFTError):
+    """Base of grader failures."""
+
+
+class GraderInfraFailure(GraderError):
+    """The grader could not produce a score (after retries); discard the rollout."""
+
+
+class CheckpointError(AgentRFTError):
+    """A checkpoint is missing or unreadable."""

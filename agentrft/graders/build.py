@@ -1,0 +1,89 @@
+"""Grader configs (OpenAI's JSON shapes) → `Grader` objects, through a registry of types.
+
+Built-in types register exactly as a plugin would::
+
+    def build_my_grader(config: dict) -> Grader:
+        fields = check_fields(config, required=("name", "url"))
+        return MyGrader(**fields)
+
+    register_grader_type("my_grader", build_my_grader)
+
+Every factory rejects unknown keys: a typo in a grader config (`refrence`) must be an
+error naming `grader.refrence`, not a silently ignored key that scores everything 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from agentrft.errors import SpecError
+from agentrft.graders.base import Grader
+from agentrft.graders.python_callable import PythonCallableGrader
+from agentrft.graders.string_check import OPERATIONS, StringCheckGrader
+
+GraderFactory = Callable[[dict[str, Any]], Grader]
+_FACTORIES: dict[str, GraderFactory] = {}
+
+
+def register_grader_type(type_name: str, factory: GraderFactory, *, replace: bool = False) -> None:
+    """Make `build_grader` turn configs with `"type": type_name` into graders via `factory`."""
+    if type_name in _FACTORIES and not replace:
+        raise ValueError(f"grader type {type_name!r} is already registered")
+    _FACTORIES[type_name] = factory
+
+
+def grader_types() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def build_grader(config: dict[str, Any]) -> Grader:
+    """Build the grader `config` describes; a wrong config raises SpecError naming the field."""
+    if not isinstance(config, dict):
+        raise SpecError(f"expected an object, got {type(config).__name__}", field="grader")
+    if "type" not in config:
+        raise SpecError("missing key 'type'", field="grader.type")
+    factory = _FACTORIES.get(config["type"])
+    if factory is None:
+        raise SpecError(f"unknown grader type {config['type']!r} (known: "
+                        f"{', '.join(grader_types())})", field="grader.type")
+    return factory(config)
+
+
+def check_fields(config: dict[str, Any], *, required: tuple[str, ...],
+                 optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The config's fields other than `type`, after checking none is missing or unknown.
+
+    Values of the required and optional keys must be strings (true of every field of the
+    types built here); a factory needing other kinds checks them itself.
+    """
+    for key in config:
+        if key != "type" and key not in required and key not in optional:
+            raise SpecError(f"unknown key {key!r}", field=f"grader.{key}")
+    for key in required:
+        if key not in config:
+            raise SpecError(f"missing key {key!r}", field=f"grader.{key}")
+    fields = {k: v for k, v in config.items() if k != "type"}
+    for key, value in fields.items():
+        if not isinstance(value, str):
+            raise SpecError(f"expected a string, got {type(value).__name__}", field=f"grader.{key}")
+    return fields
+
+
+def _build_string_check(config: dict[str, Any]) -> Grader:
+    fields = check_fields(config, required=("name", "input", "reference", "operation"))
+    if fields["operation"] not in OPERATIONS:
+        raise SpecError(f"unknown operation {fields['operation']!r} (expected one of "
+                        f"{', '.join(OPERATIONS)})", field="grader.operation")
+    return StringCheckGrader(**fields)
+
+
+def _build_python(config: dict[str, Any]) -> Grader:
+    if "source" in config:
+        raise SpecError("sandboxed python source graders arrive with the full grader set; for "
+                        "now give \"callable\": \"package.module:function\"", field="grader.source")
+    fields = check_fields(config, required=("name", "callable"))
+    return PythonCallableGrader(name=fields["name"], target=fields["callable"])
+
+
+register_grader_type("string_check", _build_string_check)
+register_grader_type("python", _build_python)

@@ -1,0 +1,74 @@
+"""Share the engine's batches among many concurrent rollouts.
+
+Each rollout awaits `sampler.sample(prompt_ids)`; requests that arrive while the engine is
+busy, or within a short gathering window, go into the next batch. The engine runs in a
+worker thread so tool calls (on the event loop) proceed while it samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from agentrft.engines.base import Completion, Engine, SamplingParams
+
+
+@dataclass
+class _Request:
+    prompt: list[int]
+    params: SamplingParams
+    future: asyncio.Future = field(repr=False)
+
+
+class BatchingSampler:
+    def __init__(self, engine: Engine, *, max_batch_size: int = 64, gather_window_s: float = 0.002):
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.gather_window_s = gather_window_s
+        self._pending: list[_Request] = []
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self.engine_time_s = 0.0  # wall time spent inside engine.generate
+        self.batches = 0
+
+    async def sample(self, prompt: list[int], params: SamplingParams) -> Completion:
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done():
+            self._wakeup = asyncio.Event()
+            self._worker = loop.create_task(self._run())
+        fut = loop.create_future()
+        self._pending.append(_Request(prompt, params, fut))
+        self._wakeup.set()
+        return await fut
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            # Let concurrently runnable rollouts add their turns before the batch closes.
+            seen = -1
+            while len(self._pending) != seen and len(self._pending) < self.max_batch_size:
+                seen = len(self._pending)
+                await asyncio.sleep(self.gather_window_s)
+            self._wakeup.clear()
+            batch, self._pending = self._pending[:self.max_batch_size], self._pending[self.max_batch_size:]
+            if self._pending:
+                self._wakeup.set()
+            by_params: dict[SamplingParams, list[_Request]] = {}
+            for r in batch:
+                by_params.setdefault(r.params, []).append(r)
+            for params, reqs in by_params.items():
+                t0 = time.perf_counter()
+                try:
+                    outs = await asyncio.to_thread(self.engine.generate, [r.prompt for r in reqs], params)
+                except Exception as e:  # noqa: BLE001 - handed to every waiting rollout
+                    for r in reqs:
+                        if not r.future.done():
+                            r.future.set_exception(e)
+                    continue
+                finally:
+                    self.engine_time_s += time.perf_counter() - t0
+                    self.batches += 1
+                for r, out in zip(reqs, outs):
+                    if not r.future.done():
+                        r.future.set_result(out)

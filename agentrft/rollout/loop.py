@@ -1,0 +1,163 @@
+"""The agent loop: render → generate → parse tool calls → call tools (in parallel) → append → repeat.
+
+One `trace_id` per rollout, sent with every tool call and to the grader. A rollout ends when
+the model answers without a tool call (`completed`), when its next calls would exceed
+`max_episode_steps` (`budget_exceeded`), when the token budget runs out (`truncated`), or
+when a tool or grader fails for infrastructure reasons (`discarded`: never scored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from agentrft.engines.base import SamplingParams
+from agentrft.errors import GraderInfraFailure, ToolInfraFailure
+from agentrft.graders.base import Grader
+from agentrft.models.chat import ChatRenderer
+from agentrft.models.toolcalls import parse_tool_calls
+from agentrft.rollout.batcher import BatchingSampler
+from agentrft.rollout.types import Rollout, ToolCallRecord
+from agentrft.spec.dataset import DatasetRow
+from agentrft.tools.base import ToolCallRequest, ToolClient
+
+_THINK = re.compile(r"<think>(.*?)(</think>|$)", re.DOTALL)
+
+
+@dataclass
+class RolloutEnv:
+    """Everything a rollout needs besides its row; shared by all rollouts of a job."""
+
+    sampler: BatchingSampler
+    renderer: ChatRenderer
+    tools: dict[str, ToolClient]
+    params: SamplingParams
+    max_episode_steps: int
+    max_rollout_tokens: int
+    grader: Grader | None = None
+
+
+def new_trace_id() -> str:
+    return f"trace_{uuid.uuid4().hex}"
+
+
+def _tool_schemas(row: DatasetRow, env: RolloutEnv) -> list[dict[str, Any]]:
+    """The row's tool schemas; a job tool the row does not describe is offered by name only."""
+    schemas = row.tools_as_dicts()
+    described = {t["function"]["name"] for t in schemas}
+    for name in env.tools:
+        if name not in described:
+            schemas.append({"type": "function", "function": {"name": name, "description": "",
+                                                             "parameters": {"type": "object"}}})
+    return schemas
+
+
+async def _call_one(env: RolloutEnv, rollout: Rollout, turn: int, name: str, arguments: str
+                    ) -> ToolCallRecord:
+    call_id = f"call_{uuid.uuid4().hex[:24]}"
+    request = ToolCallRequest(id=f"fc_{uuid.uuid4().hex[:24]}", call_id=call_id, name=name,
+                              arguments=arguments, trace_id=rollout.trace_id, item=rollout.item)
+    t0 = time.perf_counter()
+    outcome = await env.tools[name].call(request)
+    return ToolCallRecord(turn=turn, call_id=call_id, name=name, arguments=arguments,
+                          output=outcome.output, is_error=outcome.is_error,
+                          latency_s=outcome.latency_s or (time.perf_counter() - t0),
+                          status_code=outcome.status_code)
+
+
+async def run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv,
+                      trace_id: str | None = None) -> Rollout:
+    rollout = Rollout(trace_id=trace_id or new_trace_id(), row_index=row_index, item=row.item)
+    t_start = time.perf_counter()
+    schemas = _tool_schemas(row, env)
+    known = set(env.tools)
+    rollout.messages = row.messages_as_dicts()
+    prompt = env.renderer.prompt_ids(rollout.messages, schemas)
+    rollout.append(prompt, model_written=False)
+    rollout.prompt_len = len(prompt)
+    steps_used = 0
+    tool_time = 0.0
+
+    while True:
+        if len(rollout.token_ids) + env.params.max_new_tokens > env.max_rollout_tokens:
+            rollout.status = "truncated"
+            break
+        completion = await env.sampler.sample(rollout.token_ids, env.params)
+        rollout.append(completion.token_ids, model_written=True, logprobs=completion.logprobs)
+        text = env.renderer.tok.decode(completion.token_ids, skip_special_tokens=True)
+        rollout.reasoning_tokens += sum(len(env.renderer.tok.encode(m.group(1), add_special_tokens=False))
+                                        for m in _THINK.finditer(text))
+        parsed = parse_tool_calls(_THINK.sub("", text), known)
+        turn = rollout.turns
+        rollout.turns += 1
+        assistant: dict[str, Any] = {"role": "assistant", "content": text}
+        if parsed.attempted == 0:
+            rollout.messages.append(assistant)
+            rollout.final_text = parsed.content
+            rollout.status = "completed"
+            break
+        if steps_used + parsed.attempted > env.max_episode_steps:
+            rollout.messages.append(assistant)
+            rollout.final_text = parsed.content
+            rollout.status = "budget_exceeded"
+            break
+        steps_used += parsed.attempted
+
+        t_tools = time.perf_counter()
+        calls = [asyncio.ensure_future(_call_one(env, rollout, turn, c.name, c.arguments_json))
+                 for c in parsed.calls]
+        try:
+            records = await asyncio.gather(*calls)
+        except ToolInfraFailure as e:
+            # gather leaves the turn's other calls running; the rollout is over, so stop them.
+            for task in calls:
+                task.cancel()
+            await asyncio.gather(*calls, return_exceptions=True)
+            rollout.messages.append(assistant)
+            rollout.status, rollout.discard_reason = "discarded", f"tool infrastructure failure: {e}"
+            rollout.tool_infra_failures += 1
+            break
+        finally:
+            tool_time += time.perf_counter() - t_tools
+        records = list(records) + [
+            ToolCallRecord(turn=turn, call_id=f"call_{uuid.uuid4().hex[:24]}", name="(malformed)",
+                           arguments=p.raw, output=p.message, is_error=True)
+            for p in parsed.problems]
+        rollout.tool_calls.extend(records)
+        assistant["tool_calls"] = [{"id": r.call_id, "type": "function",
+                                    "function": {"name": r.name, "arguments": r.arguments}}
+                                   for r in records]
+        rollout.messages.append(assistant)
+        tool_messages = [{"role": "tool", "tool_call_id": r.call_id, "content": r.output}
+                         for r in records]
+        rollout.messages.extend(tool_messages)
+        rollout.append(env.renderer.close_turn_ids(completion.token_ids) +
+                       env.renderer.tool_results_ids(tool_messages), model_written=False)
+
+    rollout.timing["tools"] = tool_time
+    rollout.timing["rollout"] = time.perf_counter() - t_start
+    if env.grader is not None and not rollout.discarded:
+        await grade_rollout(rollout, env.grader)
+    return rollout
+
+
+async def grade_rollout(rollout: Rollout, grader: Grader) -> None:
+    t0 = time.perf_counter()
+    try:
+        result = await grader.grade(rollout.to_sample(), rollout.item, rollout.trace_id)
+    except GraderInfraFailure as e:
+        rollout.status, rollout.discard_reason = "discarded", f"grader failure: {e}"
+        return
+    finally:
+        rollout.timing["grading"] = time.perf_counter() - t0
+    rollout.reward = min(1.0, max(0.0, float(result.reward)))
+    rollout.grader_result = result.to_dict()
+
+
+async def run_rollouts(rows: list[tuple[int, DatasetRow]], env: RolloutEnv) -> list[Rollout]:
+    """Run many rollouts concurrently; their turns share the engine's batches."""
+    return list(await asyncio.gather(*(run_rollout(row, i, env) for i, row in rows)))

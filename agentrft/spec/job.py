@@ -1,0 +1,239 @@
+"""The job spec, shaped like the body of OpenAI's `POST /v1/fine_tuning/jobs`.
+
+    model: bundled:smollm2-135m-instruct      # or a local Hugging Face directory
+    training_file: train.jsonl                # relative to the job file
+    validation_file: valid.jsonl
+    seed: 0
+    method:
+      type: reinforcement
+      reinforcement:
+        grader: {type: string_check, name: exact, input: "{{sample.output_text}}",
+                 reference: "{{item.answer}}", operation: eq}
+        tools: [{name: search, server_url: "http://127.0.0.1:8000/search"}]
+        max_episode_steps: 10
+        hyperparameters: {n_epochs: 1, batch_size: 4, compute_multiplier: 1.0, eval_interval: 2}
+
+Hyperparameters named like OpenAI's keep OpenAI's meaning (and accept "auto"); the rest
+are agentrft's own, listed in `Hyperparameters`. Unknown keys are errors everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentrft.errors import SpecError
+from agentrft.spec.errors import spec_error_from
+
+Auto = Literal["auto"]
+
+
+class ToolDecl(BaseModel):
+    """A job-level tool: an HTTP endpoint (OpenAI's shape) or, our extensions, a Python function
+    (`package.module:function`) or an MCP server."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    server_url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    python: str | None = None
+    mcp: dict[str, Any] | None = None
+    timeout_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> "ToolDecl":
+        kinds = [k for k in ("server_url", "python", "mcp") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"tool {self.name!r} needs exactly one of server_url, python, mcp "
+                             f"(got {', '.join(kinds) or 'none'})")
+        return self
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # --- OpenAI's names and meanings ---
+    n_epochs: int | Auto = "auto"  # passes over the training file (auto: 1)
+    batch_size: int | Auto = "auto"  # dataset rows per step (auto: 4)
+    compute_multiplier: float | Auto = "auto"  # scales the group size, see `group_size_for`
+    eval_interval: int | Auto = "auto"  # steps between evals and checkpoints (auto: 1)
+    eval_samples: int | Auto = "auto"  # rollouts per validation row at each eval (auto: 1)
+    learning_rate_multiplier: float | Auto = "auto"  # times the base learning rate (auto: 1.0)
+    reasoning_effort: Literal["low", "medium", "high", "default"] | None = None
+
+    # --- agentrft's own ---
+    base_group_size: int = Field(default=4, ge=2)  # rollouts per row at compute_multiplier 1
+    finetune: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    advantage: Literal["grpo", "unnormalized"] = "grpo"  # grpo divides by the group's std
+    clip_epsilon: float = Field(default=0.2, gt=0)
+    kl_coef: float = Field(default=0.0, ge=0)  # KL to the starting model; 0 = off
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_new_tokens: int = Field(default=128, ge=1)  # per assistant turn
+    max_rollout_tokens: int = Field(default=2048, ge=16)  # prompt + everything appended
+    micro_batch_size: int = Field(default=8, ge=1)  # sequences per forward/backward
+    reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
+    budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
+    max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs, tests)
+    seed: int | None = None  # overrides the job's top-level seed
+
+    @model_validator(mode="after")
+    def _positive(self) -> "Hyperparameters":
+        for key in ("n_epochs", "batch_size", "eval_interval", "eval_samples"):
+            v = getattr(self, key)
+            if v != "auto" and v < 1:
+                raise ValueError(f"{key} must be >= 1 or 'auto'")
+        for key in ("compute_multiplier", "learning_rate_multiplier"):
+            v = getattr(self, key)
+            if v != "auto" and not v > 0:
+                raise ValueError(f"{key} must be > 0 or 'auto'")
+        return self
+
+    # Resolved values ("auto" replaced by our defaults).
+    @property
+    def epochs(self) -> int:
+        return 1 if self.n_epochs == "auto" else self.n_epochs
+
+    @property
+    def rows_per_step(self) -> int:
+        return 4 if self.batch_size == "auto" else self.batch_size
+
+    @property
+    def eval_every(self) -> int:
+        return 1 if self.eval_interval == "auto" else self.eval_interval
+
+    @property
+    def samples_per_eval_row(self) -> int:
+        return 1 if self.eval_samples == "auto" else self.eval_samples
+
+    @property
+    def lr_multiplier(self) -> float:
+        return 1.0 if self.learning_rate_multiplier == "auto" else self.learning_rate_multiplier
+
+    @property
+    def group_size(self) -> int:
+        """Rollouts per row: round(base_group_size × compute_multiplier), at least 2
+        (a group of one has no baseline to compare against)."""
+        m = 1.0 if self.compute_multiplier == "auto" else self.compute_multiplier
+        return max(2, int(math.floor(self.base_group_size * m + 0.5)))
+
+    @property
+    def learning_rate(self) -> float:
+        """Base 2e-4 for LoRA, 1e-5 for full fine-tuning, times learning_rate_multiplier."""
+        base = 2e-4 if self.finetune == "lora" else 1e-5
+        return base * self.lr_multiplier
+
+
+class Reinforcement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grader: dict[str, Any]
+    tools: list[ToolDecl] = Field(default_factory=list)
+    max_episode_steps: int = Field(default=10, ge=1)  # tool calls allowed per rollout
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    response_format: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _unique_tool_names(self) -> "Reinforcement":
+        names = [t.name for t in self.tools]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate tool names: {sorted(dup)}")
+        return self
+
+
+class Method(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["reinforcement"]
+    reinforcement: Reinforcement
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    training_file: str
+    validation_file: str | None = None
+    suffix: str | None = Field(default=None, max_length=64)
+    seed: int = 42
+    metadata: dict[str, str] | None = None
+    method: Method
+
+    @property
+    def rl(self) -> Reinforcement:
+        return self.method.reinforcement
+
+    @property
+    def hp(self) -> Hyperparameters:
+        return self.method.reinforcement.hyperparameters
+
+    @property
+    def effective_seed(self) -> int:
+        return self.hp.seed if self.hp.seed is not None else self.seed
+
+
+def _yaml_line_of(text: str):
+    """A function mapping a field path to its 1-based line in the YAML/JSON text, if found."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        root = None
+
+    def line_of(loc: tuple[Any, ...]) -> int | None:
+        node, best = root, None
+        for part in loc:
+            if node is None:
+                break
+            best = node.start_mark.line + 1
+            if isinstance(node, yaml.MappingNode):
+                nxt = None
+                for k, v in node.value:
+                    if k.value == part:
+                        best, nxt = k.start_mark.line + 1, v
+                        break
+                node = nxt
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+            else:
+                node = None
+        if node is not None:
+            best = node.start_mark.line + 1
+        return best
+
+    return line_of
+
+
+def parse_job(data: Any, *, file: str | None = None, text: str | None = None) -> JobSpec:
+    if not isinstance(data, dict):
+        raise SpecError("a job must be a mapping", file=file)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise spec_error_from(e, file=file, line_of=_yaml_line_of(text) if text else None) from None
+
+
+def load_job(path: str | Path) -> JobSpec:
+    """Read a YAML or JSON job file. Relative data paths resolve against the job file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError("job file not found", file=str(path))
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise SpecError(f"cannot parse: {e}", file=str(path)) from None
+    job = parse_job(data, file=str(path), text=text)
+    base = path.parent
+    updates = {}
+    for key in ("training_file", "validation_file"):
+        value = getattr(job, key)
+        if value and not Path(value).is_absolute():
+            updates[key] = str((base / value).resolve())
+    if job.model.startswith(("./", "../")):
+        updates["model"] = str((base / job.model).resolve())
+    return job.model_copy(update=updates)

@@ -1,0 +1,208 @@
+"""The RL loop, top to bottom: rollout → grade → advantages → policy-gradient update,
+with an eval and a checkpoint every `eval_interval` steps.
+
+    for step in steps:
+        rows      = the step's `batch_size` dataset rows
+        rollouts  = G rollouts per row (G = hyperparameters.group_size), run concurrently
+        rewards   = the grader's reward, minus the configured penalties
+        groups    = per row: advantages, or dropped (zero variance / discarded rollouts)
+        update    = one AdamW step on the clipped token-level surrogate loss
+        every eval_interval steps: validation rollouts, metrics, checkpoint
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from agentrft.engines.base import SamplingParams
+from agentrft.engines.transformers_engine import TransformersEngine
+from agentrft.models.chat import ChatRenderer
+from agentrft.rollout.batcher import BatchingSampler
+from agentrft.rollout.loop import RolloutEnv, run_rollouts
+from agentrft.rollout.types import Rollout
+from agentrft.spec.dataset import DatasetRow
+from agentrft.spec.job import JobSpec
+from agentrft.train.advantages import group_advantages
+from agentrft.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from agentrft.train.loss import TrainSequence
+from agentrft.train.metrics import rollout_metrics
+from agentrft.train.policy import Policy
+from agentrft.train.records import RunDir
+from agentrft.train.setup import build_tools, preflight, validate_job
+
+
+@dataclass
+class StepReport:
+    step: int
+    total_steps: int
+    metrics: dict[str, Any]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def step_rows(rows: list[DatasetRow], step: int, batch_size: int, seed: int
+              ) -> list[tuple[int, DatasetRow]]:
+    """The rows of a step: each epoch is a fresh seeded shuffle, so a resumed run sees the same."""
+    per_epoch = -(-len(rows) // batch_size)
+    epoch, k = divmod(step, per_epoch)
+    order = list(range(len(rows)))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return [(i, rows[i]) for i in order[k * batch_size:(k + 1) * batch_size]]
+
+
+def shape_rewards(rollouts: list[Rollout], job: JobSpec) -> None:
+    hp = job.hp
+    for r in rollouts:
+        if r.reward is None:
+            continue
+        shaped = r.reward - hp.reasoning_token_penalty * r.reasoning_tokens
+        if r.status == "budget_exceeded":
+            shaped -= hp.budget_exceeded_penalty
+        r.shaped_reward = shaped
+
+
+def training_sequences(rollouts: list[Rollout], job: JobSpec) -> tuple[list[TrainSequence], int]:
+    """Group by row, compute advantages; returns the sequences and the zero-variance count."""
+    groups: dict[int, list[Rollout]] = {}
+    for r in rollouts:
+        if not r.discarded and r.shaped_reward is not None:
+            groups.setdefault(r.row_index, []).append(r)
+    seqs, zero_variance = [], 0
+    for members in groups.values():
+        advantages = group_advantages([r.shaped_reward for r in members], job.hp.advantage)
+        if advantages is None:
+            zero_variance += 1
+            continue
+        for r, a in zip(members, advantages):
+            seqs.append(TrainSequence(r.token_ids, r.mask, a, r.logprobs))
+    return seqs, zero_variance
+
+
+class Trainer:
+    def __init__(self, job: JobSpec, out_dir: str | Path, *, device: str = "cpu",
+                 on_step: Callable[[StepReport], None] | None = None):
+        self.job, self.device, self.on_step = job, device, on_step
+        self.run = RunDir(out_dir)
+        self.validated = validate_job(job)
+        self.seed = job.effective_seed
+        hp = job.hp
+        self.total_steps = hp.epochs * -(-len(self.validated.train_rows) // hp.rows_per_step)
+        if hp.max_steps:
+            self.total_steps = min(self.total_steps, hp.max_steps)
+
+    def _env(self, policy: Policy, tools) -> RolloutEnv:
+        hp = self.job.hp
+        renderer = ChatRenderer(policy.tokenizer)
+        self.engine = TransformersEngine(policy.model, pad_token_id=policy.pad_id, device=self.device,
+                                         seed=self.seed)
+        params = SamplingParams(temperature=hp.temperature, top_p=hp.top_p,
+                                max_new_tokens=hp.max_new_tokens, stop_token_ids=renderer.stop_token_ids)
+        return RolloutEnv(sampler=BatchingSampler(self.engine), renderer=renderer, tools=tools,
+                          params=params, max_episode_steps=self.job.rl.max_episode_steps,
+                          max_rollout_tokens=hp.max_rollout_tokens, grader=self.validated.grader)
+
+    async def _evaluate(self, env: RolloutEnv, step: int) -> dict[str, Any]:
+        rows = self.validated.valid_rows
+        if not rows:
+            return {}
+        t0 = time.perf_counter()
+        n = self.job.hp.samples_per_eval_row
+        rollouts = await run_rollouts([(i, r) for i, r in enumerate(rows)] * n, env)
+        for r in rollouts:
+            self.run.log_rollout({"step": step, "phase": "eval", **r.to_record()})
+        return {**rollout_metrics(rollouts, "valid"), "timing.eval": time.perf_counter() - t0}
+
+    def _checkpoint(self, policy: Policy, step: int, metrics: dict[str, Any]) -> None:
+        save_checkpoint(self.run.path, step, policy, engine_generator=self.engine.generator,
+                        state={"metrics": {k: v for k, v in metrics.items() if "reward" in k}})
+
+    async def run_async(self, *, resume: bool = False) -> list[dict[str, Any]]:
+        job, hp = self.job, self.job.hp
+        seed_everything(self.seed)
+        tools = build_tools(job.rl.tools)
+        try:
+            await preflight(tools)
+            policy = Policy(job.model, hp, device=self.device)
+            env = self._env(policy, tools)
+            start = 0
+            checkpoint = latest_checkpoint(self.run.path) if resume else None
+            if checkpoint is not None:
+                state = load_checkpoint(checkpoint, policy, engine_generator=self.engine.generator)
+                start = state["step"]
+                self.run.truncate_after(start)
+                self.run.log_event(f"resumed from {checkpoint.name} (step {start})")
+            else:
+                self.run.truncate_after(-1)
+                (self.run.path / "job.json").write_text(job.model_dump_json(indent=2))
+                self._announce(policy, env)
+                baseline = {"step": 0, **await self._evaluate(env, 0)}
+                self.run.log_metrics(baseline)
+                self._report(0, baseline)
+
+            for step in range(start, self.total_steps):
+                metrics = await self._train_step(step, policy, env)
+                done = step + 1
+                if done % hp.eval_every == 0 or done == self.total_steps:
+                    metrics.update(await self._evaluate(env, done))
+                    self._checkpoint(policy, done, metrics)
+                metrics["timing.full_iteration"] = time.perf_counter() - metrics.pop("_t0")
+                self.run.log_metrics(metrics)
+                self._report(done, metrics)
+            self.run.log_event(f"finished {self.total_steps} steps")
+            return self.run.read_metrics()
+        finally:
+            for t in tools.values():
+                await t.aclose()
+
+    async def _train_step(self, step: int, policy: Policy, env: RolloutEnv) -> dict[str, Any]:
+        hp, t0 = self.job.hp, time.perf_counter()
+        rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
+        rollouts = await run_rollouts([r for r in rows for _ in range(hp.group_size)], env)
+        t_sampled = time.perf_counter()
+        shape_rewards(rollouts, self.job)
+        seqs, zero_variance = training_sequences(rollouts, self.job)
+        update = policy.update(seqs) if seqs else {}
+        t_trained = time.perf_counter()
+        for r in rollouts:
+            self.run.log_rollout({"step": step + 1, "phase": "train", **r.to_record()})
+        grading = sum(r.timing.get("grading", 0.0) for r in rollouts) / max(len(rollouts), 1)
+        return {
+            "step": step + 1, "_t0": t0,
+            **rollout_metrics(rollouts, "train"),
+            "zero_variance_groups": float(zero_variance), "groups": float(len(rows)),
+            "rollouts": float(len(rollouts)), "trained_sequences": float(len(seqs)),
+            **update,
+            "timing.sampling": t_sampled - t0, "timing.grading": grading,
+            "timing.training": t_trained - t_sampled,
+        }
+
+    def _announce(self, policy: Policy, env: RolloutEnv) -> None:
+        hp = self.job.hp
+        self.run.log_event(
+            f"training {self.job.model} ({hp.finetune}) for {self.total_steps} steps: "
+            f"{hp.rows_per_step} rows × {hp.group_size} rollouts per step, lr {hp.learning_rate:g}")
+        if hp.reasoning_effort not in (None, "default") and not env.renderer.has_thinking:
+            self.run.log_event(f"reasoning_effort={hp.reasoning_effort!r} has no effect: the chat "
+                               f"template of {self.job.model} has no thinking mode", level="warn")
+
+    def _report(self, step: int, metrics: dict[str, Any]) -> None:
+        if self.on_step:
+            self.on_step(StepReport(step, self.total_steps, metrics))
+
+
+def train(job: JobSpec, out_dir: str | Path, *, resume: bool = False, device: str = "cpu",
+          on_step: Callable[[StepReport], None] | None = None) -> list[dict[str, Any]]:
+    """Run a job to the end; returns every metrics line of the run directory."""
+    return asyncio.run(Trainer(job, out_dir, device=device, on_step=on_step).run_async(resume=resume))

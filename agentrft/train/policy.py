@@ -1,0 +1,126 @@
+"""The policy being trained: model (LoRA adapter or full weights), optimizer, and one update.
+
+LoRA (peft, r/alpha from the hyperparameters, every linear projection, no dropout) is the
+default; `finetune: full` trains every weight. The KL reference is the starting model:
+the base with the adapter switched off for LoRA, a frozen copy for full fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from agentrft.models.loading import load_model, load_tokenizer
+from agentrft.spec.job import Hyperparameters
+from agentrft.train.loss import TrainSequence, collate, policy_loss_sum, token_logprobs
+
+CHECKPOINT_META = "agentrft_checkpoint.json"
+
+
+class Policy:
+    def __init__(self, model_ref: str, hp: Hyperparameters, *, device: str = "cpu"):
+        self.model_ref, self.hp, self.device = model_ref, hp, torch.device(device)
+        self.tokenizer = load_tokenizer(model_ref)
+        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        model = load_model(model_ref, device=device, dtype=dtype)
+        self.reference = None
+        if hp.finetune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=0.0,
+                                target_modules="all-linear", task_type="CAUSAL_LM")
+            model = get_peft_model(model, config)
+        elif hp.kl_coef > 0:
+            self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, betas=(0.9, 0.99),
+                                           weight_decay=0.0)
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    def _reference_logprobs(self, batch) -> torch.Tensor | None:
+        if self.hp.kl_coef <= 0:
+            return None
+        with torch.no_grad():
+            if self.reference is not None:
+                return token_logprobs(self.reference, batch, self.hp.temperature)
+            with self.model.disable_adapter():
+                return token_logprobs(self.model, batch, self.hp.temperature)
+
+    def update(self, seqs: list[TrainSequence]) -> dict[str, float]:
+        """One optimizer step on all sequences (micro-batched, gradients accumulated).
+
+        Fully on-policy: every sequence was sampled from the current weights, so the
+        'old' log-probs are this forward's, detached (ratio 1 at the start of the step).
+        The engine's own log-probs are compared with them as a health check."""
+        self.model.train()
+        total = sum(sum(s.mask[1:]) for s in seqs)
+        if total == 0:
+            return {}
+        seqs = sorted(seqs, key=lambda s: len(s.token_ids))  # less padding per micro-batch
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_total, clip_sum, kl_sum, mismatch_sum, mismatch_n = 0.0, 0.0, 0.0, 0.0, 0
+        mb = self.hp.micro_batch_size
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                    else nullcontext())
+        for i in range(0, len(seqs), mb):
+            chunk = seqs[i:i + mb]
+            batch = collate(chunk, self.pad_id, self.device)
+            ref = self._reference_logprobs(batch)
+            with autocast:
+                logp = token_logprobs(self.model, batch, self.hp.temperature)
+            loss_sum, stats = policy_loss_sum(logp, logp.detach(), batch, clip_epsilon=self.hp.clip_epsilon,
+                                              ref_logp_BT=ref, kl_coef=self.hp.kl_coef)
+            (loss_sum / total).backward()
+            loss_total += float(loss_sum.detach()) / total
+            clip_sum += stats["clip_fraction_sum"]
+            kl_sum += stats.get("kl_sum", 0.0)
+            for b, s in enumerate(chunk):
+                if s.old_logprobs is None:
+                    continue
+                m = batch.loss_mask_BT[b].bool()
+                engine = torch.tensor(s.old_logprobs[1:], device=self.device)
+                n = min(len(engine), m.shape[0])
+                diff = (logp[b, :n].detach().float() - engine[:n]).abs()[m[:n]]
+                mismatch_sum += float(diff.sum())
+                mismatch_n += int(m[:n].sum())
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], 1.0)
+        self.optimizer.step()
+        out = {"loss": loss_total, "grad_norm": float(grad_norm), "trained_tokens": float(total),
+               "clip_fraction": clip_sum / total}
+        if self.hp.kl_coef > 0:
+            out["kl_mean"] = kl_sum / total
+        if mismatch_n:
+            out["logprob_mismatch_mean"] = mismatch_sum / mismatch_n
+        return out
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def save_weights(self, directory: Path, *, step: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory)  # an adapter for LoRA, full weights otherwise
+        if self.hp.finetune == "full":
+            self.tokenizer.save_pretrained(directory)
+        meta = {"base_model": self.model_ref, "finetune": self.hp.finetune, "step": step}
+        (directory / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+        torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
+
+    def load_weights(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        if self.hp.finetune == "lora":
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, load_file(directory / "adapter_model.safetensors"))
+        else:
+            state = load_file(directory / "model.safetensors")
+            self.model.load_state_dict(state, strict=False)  # tied lm_head is not stored
+        self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=False))

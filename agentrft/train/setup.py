@@ -1,0 +1,99 @@
+"""Everything checked and built before a job's first rollout: datasets, grader, tools.
+
+`validate_job` is the `validating_files` stage: every dataset line, the grader config and
+the tool declarations are checked, and every tool server is asked to answer, so that a bad
+input fails in seconds with a message naming file, line and field, never as a hung job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from agentrft.errors import SpecError
+from agentrft.graders.base import Grader
+from agentrft.graders.build import build_grader
+from agentrft.spec.dataset import DatasetRow, load_dataset
+from agentrft.spec.job import JobSpec, ToolDecl
+from agentrft.tools.base import ToolClient
+from agentrft.tools.http import HttpTool
+from agentrft.tools.python_tool import PythonTool
+
+GRADER_FIELD = "method.reinforcement.grader"
+
+
+@dataclass
+class ValidatedJob:
+    job: JobSpec
+    train_rows: list[DatasetRow]
+    valid_rows: list[DatasetRow]
+    grader: Grader
+
+
+def import_roots(job_file: str | Path | None = None) -> None:
+    """Let `package.module:function` targets resolve against the working directory and the
+    job file's folder, as a user running `agentrft train` there would expect."""
+    for root in [Path.cwd()] + ([Path(job_file).resolve().parent] if job_file else []):
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+
+
+def build_tools(decls: list[ToolDecl]) -> dict[str, ToolClient]:
+    tools: dict[str, ToolClient] = {}
+    for i, d in enumerate(decls):
+        field = f"method.reinforcement.tools[{i}]"
+        if d.server_url is not None:
+            tools[d.name] = HttpTool(d.name, d.server_url, headers=d.headers, timeout_s=d.timeout_s)
+        elif d.python is not None:
+            try:
+                tools[d.name] = PythonTool(d.name, d.python)
+            except SpecError as e:
+                raise SpecError(str(e), field=f"{field}.python") from None
+        else:
+            raise SpecError("MCP tools are not supported yet", field=f"{field}.mcp")
+    return tools
+
+
+def build_job_grader(job: JobSpec) -> Grader:
+    try:
+        return build_grader(job.rl.grader)
+    except SpecError as e:
+        field = GRADER_FIELD + (e.field[len("grader"):] if e.field and e.field.startswith("grader")
+                                else "")
+        message = str(e)
+        if e.field and message.startswith(f"{e.field}: "):
+            message = message[len(e.field) + 2:]
+        raise SpecError(message, field=field) from None
+
+
+def _check_row_tools(rows: list[DatasetRow], path: str, tool_names: set[str]) -> None:
+    """A row may only describe tools the job can actually call."""
+    line = 0
+    with open(path, encoding="utf-8") as f:
+        lines = [i + 1 for i, text in enumerate(f) if text.strip()]
+    for row, line in zip(rows, lines):
+        for t in row.tools:
+            if t.function.name not in tool_names:
+                raise SpecError(f"row describes tool {t.function.name!r}, which the job does not "
+                                f"declare in method.reinforcement.tools (declared: "
+                                f"{', '.join(sorted(tool_names)) or 'none'})",
+                                file=path, line=line, field="tools")
+
+
+def validate_job(job: JobSpec) -> ValidatedJob:
+    grader = build_job_grader(job)
+    names = {t.name for t in job.rl.tools}
+    train_rows = load_dataset(job.training_file)
+    _check_row_tools(train_rows, job.training_file, names)
+    valid_rows: list[DatasetRow] = []
+    if job.validation_file:
+        valid_rows = load_dataset(job.validation_file)
+        _check_row_tools(valid_rows, job.validation_file, names)
+    return ValidatedJob(job, train_rows, valid_rows, grader)
+
+
+async def preflight(tools: dict[str, ToolClient]) -> None:
+    """Every tool answers before training starts (raises ToolUnreachable otherwise)."""
+    await asyncio.gather(*(t.check() for t in tools.values()))

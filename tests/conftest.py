@@ -1,0 +1,30 @@
+"""Shared fixtures: the bundled tokenizer (real, from the local cache) and a tiny random Llama.
+
+The first use of the bundled tokenizer on a fresh machine dequantises the bundled GGUF and
+caches it (~20 s, once); later sessions load it from the cache in about two seconds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from agentrft.models.loading import load_tokenizer
+
+    return load_tokenizer("bundled:smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def renderer(tokenizer):
+    from agentrft.models.chat import ChatRenderer
+
+    return ChatRenderer(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from tests.tiny_model import tiny_llama
+
+    return tiny_llama(seed=0)
