@@ -87,9 +87,10 @@ def test_demonstration_tool_calls_are_rendered_as_tool_call_text(tokenizer, rend
     normalized = renderer.normalize(messages, TOOLS)
     assert messages == before  # the caller's messages are not modified
 
-    assert normalized[2] == {"role": "assistant", "content":
-                             'Let me check.\n<tool_call>{"name": "lookup", "arguments": {"key": "revenue"}}</tool_call>\n'
-                             '<tool_call>{"name": "lookup", "arguments": {"key": "ceo"}}</tool_call>'}
+    assert normalized[2] == {"role": "assistant", "content": (
+        'Let me check.\n'
+        '<tool_call>{"name": "lookup", "arguments": {"key": "revenue"}}</tool_call>\n'
+        '<tool_call>{"name": "lookup", "arguments": {"key": "ceo"}}</tool_call>')}
     assert normalized[5] == {"role": "assistant",
                              "content": '<tool_call>{"name": "cat", "arguments": {}}</tool_call>'}
     assert normalized[3] == {"role": "tool", "content": "42"}  # ids/names the template can't show

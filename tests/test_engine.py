@@ -24,6 +24,15 @@ PROMPTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """A model this small is fastest on one thread; several threads crawl on a busy 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def engine(tiny_model):
     return TransformersEngine(tiny_model, pad_token_id=PAD_ID, seed=0)

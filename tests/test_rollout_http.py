@@ -133,24 +133,19 @@ async def tools(server):
 
 
 @pytest.fixture
-def make_env(tokenizer, renderer, tools):
+def make_env(renderer, tools, tokenizer):
     """make_env(scripts, **RolloutEnv overrides) -> (env, engine)."""
-    samplers: list[BatchingSampler] = []
 
     def make(scripts: dict[str, list[str]], **overrides: Any) -> tuple[RolloutEnv, ScriptedEngine]:
         engine = ScriptedEngine(tokenizer, scripts)
-        samplers.append(BatchingSampler(engine))
-        config = dict(sampler=samplers[-1], renderer=renderer, tools=tools,
+        config = dict(sampler=BatchingSampler(engine), renderer=renderer, tools=tools,
                       params=SamplingParams(temperature=1.0, max_new_tokens=96,
                                             stop_token_ids=renderer.stop_token_ids),
                       max_episode_steps=5, max_rollout_tokens=8192)
         config.update(overrides)
         return RolloutEnv(**config), engine
 
-    yield make
-    for sampler in samplers:  # the batching worker waits forever for more turns; stop it
-        if sampler._worker is not None:
-            sampler._worker.cancel()
+    return make
 
 
 def assert_mask_marks_exactly_the_sampled_tokens(rollout: Rollout, engine: ScriptedEngine,

@@ -1,0 +1,134 @@
+"""The `agentrft` command.
+
+    agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda]
+    agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
+    agentrft validate JOB.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from agentrft.errors import AgentRFTError
+
+
+def _load(job_path: str):
+    from agentrft.spec import load_job
+    from agentrft.train.setup import import_roots
+
+    import_roots(job_path)
+    return load_job(job_path)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from agentrft.train.loop import StepReport, Trainer
+
+    job = _load(args.job)
+    out = Path(args.out or f"runs/{Path(args.job).stem}")
+    trainer = Trainer(job, out, device=args.device)
+    bar = tqdm(total=trainer.total_steps, unit="step", dynamic_ncols=True, disable=args.quiet)
+    started = time.perf_counter()
+    rollouts_done = 0
+
+    def on_step(report: StepReport) -> None:
+        nonlocal rollouts_done
+        m = report.metrics
+        rollouts_done += int(m.get("rollouts", 0))
+        bar.n = report.step
+        bar.set_postfix_str(
+            f"step {report.step}/{report.total_steps} reward {_fmt(m.get('train_reward_mean'))} "
+            f"valid {_fmt(m.get('valid_reward_mean'))} "
+            f"{rollouts_done / max(time.perf_counter() - started, 1e-9):.2f} rollouts/s")
+        bar.refresh()
+
+    trainer.on_step = on_step
+    metrics = asyncio.run(trainer.run_async(resume=args.resume))
+    bar.close()
+    evals = [m for m in metrics if m.get("valid_reward_mean") is not None]
+    if evals:
+        print(f"validation reward: {evals[0]['valid_reward_mean']:.3f} (step {evals[0]['step']}) -> "
+              f"{evals[-1]['valid_reward_mean']:.3f} (step {evals[-1]['step']})")
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from agentrft.train.evaluate import evaluate
+
+    job = _load(args.job)
+    out = Path(args.out or f"runs/{Path(args.job).stem}-eval")
+    summary = evaluate(job, model_ref=args.model, samples=args.samples, out_dir=out,
+                       device=args.device, data_file=args.file)
+    print(f"model {summary['model']}: mean reward {_fmt(summary.get('mean_reward'))}, "
+          f"best-of-{args.samples} {_fmt(summary.get('best_of_n_reward'))}, "
+          f"zero-variance rows {_fmt(summary.get('zero_variance_share'))}, "
+          f"tool calls per rollout {_fmt(summary.get('valid_tool_calls_per_rollout'))}")
+    print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from agentrft.train.setup import validate_job
+
+    job = _load(args.job)
+    v = validate_job(job)
+    print(json.dumps({"ok": True, "training_rows": len(v.train_rows),
+                      "validation_rows": len(v.valid_rows), "grader": v.grader.type,
+                      "tools": [t.name for t in job.rl.tools]}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="agentrft", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="run a reinforcement fine-tuning job")
+    t.add_argument("job")
+    t.add_argument("--out", help="run directory (default runs/JOB_NAME)")
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows")
+    e.add_argument("job")
+    e.add_argument("--model", help="model or checkpoint directory (default: the job's model)")
+    e.add_argument("--samples", type=int, default=3, help="rollouts per row")
+    e.add_argument("--out")
+    e.add_argument("--file", help="a JSONL dataset instead of the job's validation file")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(fn=cmd_eval)
+
+    v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools")
+    v.add_argument("job")
+    v.set_defaults(fn=cmd_validate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except AgentRFTError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished steps are checkpointed every eval_interval steps "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Evaluate a model (base, bundled or checkpoint) on a job's validation rows, N samples per row.
+
+Writes `rollouts.jsonl` and `summary.json` (per row: mean, best, spread; overall: mean reward,
+best-of-N reward, share of rows with zero variance) into the output directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agentrft.engines.base import SamplingParams
+from agentrft.engines.transformers_engine import TransformersEngine
+from agentrft.models.chat import ChatRenderer
+from agentrft.models.loading import load_model, load_tokenizer
+from agentrft.rollout.batcher import BatchingSampler
+from agentrft.rollout.loop import RolloutEnv, run_rollouts
+from agentrft.spec.dataset import load_dataset
+from agentrft.spec.job import JobSpec
+from agentrft.train.metrics import per_row_summary, rollout_metrics
+from agentrft.train.records import RunDir
+from agentrft.train.setup import build_tools, preflight, validate_job
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    if not rows:
+        return {"rows": 0}
+    return {
+        "rows": len(rows),
+        "mean_reward": sum(r["mean"] for r in rows) / len(rows),
+        "best_of_n_reward": sum(r["best"] for r in rows) / len(rows),
+        "mean_row_std": sum(r["std"] for r in rows) / len(rows),
+        "zero_variance_share": sum(r["std"] == 0 for r in rows) / len(rows),
+    }
+
+
+async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, device: str,
+                    data_file: str | None) -> dict[str, Any]:
+    validated = validate_job(job)
+    rows = load_dataset(data_file) if data_file else (validated.valid_rows or validated.train_rows)
+    tools = build_tools(job.rl.tools)
+    try:
+        await preflight(tools)
+        tokenizer = load_tokenizer(model_ref)
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        model = load_model(model_ref, device=device, dtype=dtype)
+        renderer = ChatRenderer(tokenizer)
+        hp = job.hp
+        engine = TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
+                                    seed=job.effective_seed)
+        env = RolloutEnv(
+            sampler=BatchingSampler(engine), renderer=renderer, tools=tools,
+            params=SamplingParams(temperature=hp.temperature, top_p=hp.top_p,
+                                  max_new_tokens=hp.max_new_tokens,
+                                  stop_token_ids=renderer.stop_token_ids),
+            max_episode_steps=job.rl.max_episode_steps, max_rollout_tokens=hp.max_rollout_tokens,
+            grader=validated.grader)
+        t0 = time.perf_counter()
+        rollouts = await run_rollouts([(i, r) for i, r in enumerate(rows)] * samples, env)
+        elapsed = time.perf_counter() - t0
+    finally:
+        for t in tools.values():
+            await t.aclose()
+    for r in rollouts:
+        out.log_rollout({"step": 0, "phase": "eval", **r.to_record()})
+    per_row = per_row_summary(rollouts)
+    summary = {"model": model_ref, "samples_per_row": samples, **summarize(per_row),
+               **rollout_metrics(rollouts, "valid"), "wall_s": elapsed, "per_row": per_row}
+    (out.path / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def evaluate(job: JobSpec, *, model_ref: str | None = None, samples: int = 3, out_dir: str | Path,
+             device: str = "cpu", data_file: str | None = None) -> dict[str, Any]:
+    return asyncio.run(_evaluate(job, model_ref or job.model, samples, RunDir(out_dir), device, data_file))

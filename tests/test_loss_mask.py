@@ -1,0 +1,69 @@
+"""The loss sees exactly the sampled ids and only the tokens the model wrote (hand-built trajectory)."""
+
+import torch
+
+from agentrft.rollout.types import Rollout
+from agentrft.train.loss import TrainSequence, collate, policy_loss_sum, token_logprobs
+from tests.tiny_model import PAD_ID, tiny_llama
+
+# A two-turn trajectory, by hand: prompt, model call, tool result, model answer.
+PROMPT, CALL, TOOL, ANSWER = [5, 6, 7, 8], [20, 21, 22, 2], [9, 10, 11], [30, 31, 2]
+
+
+def hand_built_rollout() -> Rollout:
+    r = Rollout(trace_id="trace_test", row_index=0, item={})
+    r.append(PROMPT, model_written=False)
+    r.append(CALL, model_written=True, logprobs=[-1.0] * len(CALL))
+    r.append(TOOL, model_written=False)
+    r.append(ANSWER, model_written=True, logprobs=[-1.0] * len(ANSWER))
+    return r
+
+
+def test_mask_is_one_exactly_on_model_written_tokens():
+    r = hand_built_rollout()
+    assert r.token_ids == PROMPT + CALL + TOOL + ANSWER
+    assert r.mask == [0] * 4 + [1] * 4 + [0] * 3 + [1] * 3
+    assert r.completion_tokens == len(CALL) + len(ANSWER)
+
+
+def test_collate_keeps_sampled_ids_and_shifts_mask_onto_targets():
+    r = hand_built_rollout()
+    short = TrainSequence([5, 6, 40, 2], [0, 0, 1, 1], advantage=-1.0)
+    batch = collate([TrainSequence(r.token_ids, r.mask, 1.0), short], pad_id=PAD_ID)
+    assert batch.input_ids_BT[0].tolist() == r.token_ids  # never re-tokenised
+    assert batch.input_ids_BT[1].tolist() == [5, 6, 40, 2] + [PAD_ID] * (len(r.token_ids) - 4)
+    # position t predicts token t+1: loss where the *target* is model-written
+    targets = batch.targets_BT[0].tolist()
+    carried = [t for t, m in zip(targets, batch.loss_mask_BT[0].tolist()) if m == 1.0]
+    assert carried == CALL + ANSWER
+    assert batch.loss_mask_BT[1].tolist()[:3] == [0.0, 1.0, 1.0]
+    assert batch.loss_mask_BT[1].sum() == 2  # padding carries no loss
+    assert batch.attention_BT[1].tolist()[:5] == [1, 1, 1, 1, 0]
+
+
+def test_gradient_flows_only_from_model_written_positions():
+    torch.manual_seed(0)
+    model = tiny_llama(seed=0)
+    r = hand_built_rollout()
+    batch = collate([TrainSequence(r.token_ids, r.mask, 1.0)], pad_id=PAD_ID)
+    logits = model(input_ids=batch.input_ids_BT).logits[:, :-1].detach().requires_grad_(True)
+
+    class Fixed(torch.nn.Module):  # feeds the captured logits through the real loss code
+        def forward(self, input_ids, attention_mask):
+            return type("Out", (), {"logits": torch.cat([logits, logits[:, -1:]], 1)})()
+
+    logp = token_logprobs(Fixed(), batch)
+    loss, _ = policy_loss_sum(logp, logp.detach(), batch, clip_epsilon=0.2)
+    loss.backward()
+    touched = (logits.grad[0].abs().sum(-1) > 0).tolist()
+    assert touched == [m == 1.0 for m in batch.loss_mask_BT[0].tolist()]
+
+
+def test_clipping_stops_gradient_beyond_the_trust_region():
+    batch = collate([TrainSequence([1, 3, 4], [0, 1, 1], advantage=1.0)], pad_id=PAD_ID)
+    old = torch.zeros(1, 2)
+    logp = torch.tensor([[0.5, 0.0]], requires_grad=True)  # ratio e^0.5 > 1.2 on the first token
+    loss, stats = policy_loss_sum(logp, old, batch, clip_epsilon=0.2)
+    loss.backward()
+    assert logp.grad[0, 0] == 0 and logp.grad[0, 1] != 0
+    assert stats["clip_fraction_sum"] == 1.0
