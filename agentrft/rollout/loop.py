@@ -98,7 +98,8 @@ async def run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv,
         if parsed.attempted == 0:
             rollout.messages.append(assistant)
             rollout.final_text = parsed.content
-            rollout.status = "completed"
+            # An answer cut off by max_new_tokens is still graded, but flagged.
+            rollout.status = "completed" if completion.finish_reason == "stop" else "truncated"
             break
         if steps_used + parsed.attempted > env.max_episode_steps:
             rollout.messages.append(assistant)
@@ -128,6 +129,9 @@ async def run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv,
                            arguments=p.raw, output=p.message, is_error=True)
             for p in parsed.problems]
         rollout.tool_calls.extend(records)
+        # OpenAI's shape: the calls in `tool_calls`, the rest of the text in `content`
+        # (the exact text stays in the token ids).
+        assistant["content"] = parsed.content
         assistant["tool_calls"] = [{"id": r.call_id, "type": "function",
                                     "function": {"name": r.name, "arguments": r.arguments}}
                                    for r in records]
