@@ -8,7 +8,8 @@
     │   └── ToolInfraFailure   retries exhausted (5xx, timeout, connection): the rollout is discarded
     ├── GraderError
     │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
-    └── CheckpointError        a checkpoint is missing or unreadable on --resume
+    ├── CheckpointError        a checkpoint is missing or unreadable on --resume
+    └── TrainingPaused         too many rollouts discarded in a step: checkpointed and stopped
 
 Model-caused tool errors (a 4xx, bad arguments, a malformed call) are *not* exceptions:
 they are shown to the model as the tool's output (see `agentrft.tools.base.ToolOutcome`).
@@ -61,3 +62,8 @@ class GraderInfraFailure(GraderError):
 
 class CheckpointError(AgentRFTError):
     """A checkpoint is missing or unreadable."""
+
+
+class TrainingPaused(AgentRFTError):
+    """A step discarded more rollouts than allowed (tools or grader failing): the run saved a
+    checkpoint and stopped rather than train on what is left. Fix the cause, then --resume."""

@@ -4,8 +4,8 @@ Runs one batch of rollouts with `run_rollouts` on the bundled SmolLM2-135M-Instr
 (`TransformersEngine` behind a `BatchingSampler`, `ChatRenderer`), on the lookup task's
 validation rows (`examples.lookup.task.make_rows`), grouped G rollouts per row, with the
 `lookup` tool served over real HTTP on loopback (a FastAPI app run by uvicorn in a
-background thread of this process, called through `HttpTool`) and, as a second run, the
-same tool as a `PythonTool`.
+background thread of this process, called through `HttpTool`); `--tools http,python` adds
+a second run with the same tool as a `PythonTool`.
 
 How it measures, without touching library code: the engine is wrapped in an `Engine` that
 records the (start, end) of every `generate` call, and each tool in a `ToolClient` that
@@ -23,11 +23,12 @@ The baseline is the engine + tools busy time measured in the same run. One plain
 `TransformersEngine.generate` over all first-turn prompts would not be a fair baseline: it
 produces different completions, no second turns, and no tool calls.
 
-    .venv/bin/python bench/rollout_overhead.py            # 12 rows x 4 = 48 rollouts per tool
-    .venv/bin/python bench/rollout_overhead.py --rows 6 --group 2 --max-new-tokens 20 --tools http
+    .venv/bin/python bench/rollout_overhead.py                      # 48 rollouts, HTTP tool
+    .venv/bin/python bench/rollout_overhead.py --tools http,python  # and again with a PythonTool
+    .venv/bin/python bench/rollout_overhead.py --rows 6 --group 2 --max-new-tokens 20
 
-On a 2-core CPU the default takes a couple of minutes; other load on the machine inflates
-the overhead share (the event loop competes with torch's threads for the cores).
+On a 2-core CPU the default takes about two minutes. Other load on the machine slows the
+engine and the event loop alike, so note it next to any figure you quote.
 """
 
 from __future__ import annotations
@@ -195,7 +196,8 @@ async def measure(label: str, tool: ToolClient, engine: TimedEngine, renderer: C
     rewards = [r.reward for r in rollouts if r.reward is not None]
     return {
         "label": label, "wall": wall, "engine": engine_busy, "tools": tools_busy, "union": busy,
-        "overhead": wall - busy, "share": (wall - busy) / wall, "share_pct": 100 * (wall - busy) / wall, "batches": len(engine.intervals),
+        "overhead": wall - busy, "share": (wall - busy) / wall,
+        "share_pct": 100 * (wall - busy) / wall, "batches": len(engine.intervals),
         "tool_calls": len(tool_intervals), "rollouts": len(rollouts),
         "rollouts_per_s": len(rollouts) / wall, "tokens": engine.tokens,
         "tokens_per_s": engine.tokens / wall, "statuses": statuses,
@@ -254,8 +256,9 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
                 results.append(await measure("http", HttpTool("lookup", server.url), engine,
                                              renderer, rows, params, args.max_episode_steps))
         elif kind == "python":
-            results.append(await measure("python", PythonTool("lookup", "examples.lookup.task:lookup"), engine,
-                                         renderer, rows, params, args.max_episode_steps))
+            tool = PythonTool("lookup", "examples.lookup.task:lookup")
+            results.append(await measure("python", tool, engine, renderer, rows, params,
+                                         args.max_episode_steps))
         else:
             raise SystemExit(f"unknown tool kind {kind!r}; expected http and/or python")
     return results
@@ -267,7 +270,7 @@ def main() -> None:
     p.add_argument("--group", type=int, default=4, help="rollouts per row")
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--max-episode-steps", type=int, default=2)
-    p.add_argument("--tools", default="http,python", help="comma-separated: http, python")
+    p.add_argument("--tools", default="http", help="comma-separated: http, python")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -284,7 +287,8 @@ def main() -> None:
     for r in results:
         print(f"overhead share ({r['label']}): {r['share']:.1%} (goal < 10%)")
     worst = max(r["share"] for r in results)
-    print(f"overhead share: {worst:.1%} (goal < 10%)" + (" [worst of runs]" if len(results) > 1 else ""))
+    print(f"overhead share: {worst:.1%} (goal < 10%)"
+          + (" [worst of the runs]" if len(results) > 1 else ""))
 
 
 if __name__ == "__main__":

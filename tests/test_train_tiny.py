@@ -34,7 +34,8 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     return path
 
 
-def make_job(tmp_path, model_dir, *, max_steps, finetune="lora"):
+def make_job(tmp_path, model_dir, *, max_steps, finetune="lora",
+             grader="tests.test_train_tiny:length_grade"):
     task.write(tmp_path)
     path = tmp_path / "job.yaml"
     path.write_text(f"""model: {model_dir}
@@ -44,7 +45,7 @@ seed: 3
 method:
   type: reinforcement
   reinforcement:
-    grader: {{type: python, name: len, callable: "tests.test_train_tiny:length_grade"}}
+    grader: {{type: python, name: len, callable: "{grader}"}}
     tools: [{{name: lookup, python: "examples.lookup.task:lookup"}}]
     max_episode_steps: 2
     hyperparameters: {{batch_size: 2, eval_interval: 1, eval_samples: 1, max_new_tokens: 12,
@@ -106,3 +107,16 @@ def test_checkpoint_loads_as_a_model_for_eval(tmp_path, tiny_model_dir):
     assert summary["rows"] == len(task.make_rows()[1])
     assert 0 <= summary["mean_reward"] <= summary["best_of_n_reward"] <= 1
     assert (tmp_path / "eval" / "summary.json").is_file()
+
+
+def test_a_step_of_mostly_discarded_rollouts_pauses_with_a_checkpoint(tmp_path, tiny_model_dir):
+    from agentrft.errors import TrainingPaused
+
+    run = tmp_path / "run"
+    job = make_job(tmp_path, tiny_model_dir, max_steps=2, grader="tests.grader_fixtures:buggy")
+    with pytest.raises(TrainingPaused) as e:
+        asyncio.run(Trainer(job, run).run_async())
+    assert "8 of 8 rollouts discarded" in str(e.value) and "--resume" in str(e.value)
+    assert (run / "checkpoints" / "LATEST").read_text() == "step_000000"
+    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == [0]  # the failed step is redone
+    assert read_jsonl(run / "events.jsonl")[-1]["level"] == "error"

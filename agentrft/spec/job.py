@@ -81,6 +81,7 @@ class Hyperparameters(BaseModel):
     micro_batch_size: int = Field(default=8, ge=1)  # sequences per forward/backward
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
+    max_discarded_fraction: float = Field(default=0.5, ge=0, le=1)  # more in a step: pause
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs, tests)
     seed: int | None = None  # overrides the job's top-level seed
 

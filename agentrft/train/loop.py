@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from agentrft.engines.base import SamplingParams
+from agentrft.errors import TrainingPaused
 from agentrft.engines.transformers_engine import TransformersEngine
 from agentrft.models.chat import ChatRenderer
 from agentrft.rollout.batcher import BatchingSampler
@@ -171,6 +172,9 @@ class Trainer:
         rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
         rollouts = await run_rollouts([r for r in rows for _ in range(hp.group_size)], env)
         t_sampled = time.perf_counter()
+        discarded = sum(r.discarded for r in rollouts)
+        if discarded > hp.max_discarded_fraction * len(rollouts):
+            self._pause(step, policy, rollouts, discarded)
         shape_rewards(rollouts, self.job)
         seqs, zero_variance = training_sequences(rollouts, self.job)
         update = policy.update(seqs) if seqs else {}
@@ -187,6 +191,16 @@ class Trainer:
             "timing.sampling": t_sampled - t0, "timing.grading": grading,
             "timing.training": t_trained - t_sampled,
         }
+
+    def _pause(self, step: int, policy: Policy, rollouts: list[Rollout], discarded: int) -> None:
+        """Failures are data, but a step that is mostly failures is an outage: stop before
+        training on the remainder. The step is redone on --resume."""
+        reasons = sorted({r.discard_reason or "" for r in rollouts if r.discarded})
+        message = (f"paused at step {step + 1}: {discarded} of {len(rollouts)} rollouts discarded "
+                   f"(max_discarded_fraction {self.job.hp.max_discarded_fraction}); e.g. {reasons[0]}")
+        self._checkpoint(policy, step, {})
+        self.run.log_event(message, level="error", data={"reasons": reasons[:5]})
+        raise TrainingPaused(message + "; fix the cause, then run again with --resume")
 
     def _announce(self, policy: Policy, env: RolloutEnv) -> None:
         hp = self.job.hp
