@@ -15,7 +15,9 @@ from agentrft.spec import load_job
 from agentrft.train.loop import train
 from examples.lookup import task
 
-MIN_GAIN = 0.2  # measured gain ≈ GAIN_PLACEHOLDER; baseline spread over seeds ≈ SPREAD_PLACEHOLDER
+# Measured over seeds 1-3 (2-core CPU): baseline 0.347 ± 0.052, trained 0.757 ± 0.010,
+# gain 0.410 ± 0.055. 0.2 is 4 baseline standard deviations and well under the gain.
+MIN_GAIN = 0.2
 
 
 @pytest.mark.slow

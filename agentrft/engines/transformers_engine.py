@@ -39,6 +39,10 @@ class TransformersEngine(Engine):
         self.device = torch.device(device)
         self.max_batch_size = max_batch_size
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        if self.device.type == "cuda":
+            # With a padding mask, cuDNN's attention re-plans on every call: on an H100 it cost
+            # ~2.3 ms of CPU per layer per decode step (97 ms/step at batch 16; 32 ms without it).
+            torch.backends.cuda.enable_cudnn_sdp(False)
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         out: list[Completion] = []
