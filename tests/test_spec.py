@@ -21,7 +21,7 @@ def write_rows(path, rows):
     return path
 
 
-def job_yaml(tmp_path, extra_hp="", tools='[{name: lookup, python: "tests.grader_fixtures:always_one"}]',
+def job_yaml(tmp_path, extra_hp="", tools='[{name: lookup, python: "examples.lookup.task:lookup"}]',
              grader='{type: string_check, name: g, input: "{{sample.output_text}}", reference: "{{item.answer}}", operation: eq}'):
     write_rows(tmp_path / "train.jsonl", [ROW, ROW])
     path = tmp_path / "job.yaml"
@@ -112,3 +112,11 @@ def test_cli_reports_spec_errors_without_traceback(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "n_epoch" in err and "Traceback" not in err
+
+
+def test_bad_python_tool_target_is_a_validation_error(tmp_path, capsys):
+    path = job_yaml(tmp_path, tools='[{name: lookup, python: "examples.lookup.task:nope"}]')
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "method.reinforcement.tools[0].python: " in err and "nope" in err
+    assert err.count("tools.lookup.python") == 0

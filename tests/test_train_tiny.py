@@ -120,3 +120,35 @@ def test_a_step_of_mostly_discarded_rollouts_pauses_with_a_checkpoint(tmp_path, 
     assert (run / "checkpoints" / "LATEST").read_text() == "step_000000"
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == [0]  # the failed step is redone
     assert read_jsonl(run / "events.jsonl")[-1]["level"] == "error"
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_kl_to_the_starting_model_is_measured_and_grows_from_zero(tmp_path, tiny_model_dir, finetune):
+    job = make_job(tmp_path, tiny_model_dir, max_steps=2, finetune=finetune)
+    job.hp.kl_coef = 0.1
+    metrics = asyncio.run(Trainer(job, tmp_path / "run").run_async())
+    kl = [m["kl_mean"] for m in metrics[1:] if "kl_mean" in m]
+    assert len(kl) == 2
+    assert kl[0] == pytest.approx(0.0, abs=1e-6)  # step 1 starts at the reference weights
+    assert kl[1] > 0
+
+
+def test_cli_train_then_eval_a_checkpoint(tmp_path, tiny_model_dir, capsys):
+    from agentrft.cli import main
+
+    job = make_job(tmp_path, tiny_model_dir, max_steps=1)
+    text = (tmp_path / "job.yaml").read_text().replace("finetune: lora", "finetune: lora, reasoning_effort: high")
+    (tmp_path / "job.yaml").write_text(text)
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "job.yaml"), "--out", str(run), "--quiet"]) == 0
+    assert "validation reward:" in capsys.readouterr().out
+    events = read_jsonl(run / "events.jsonl")
+    assert any("reasoning_effort='high' has no effect" in e["message"] for e in events)
+    ckpt = run / "checkpoints" / "step_000001"
+    assert main(["eval", str(tmp_path / "job.yaml"), "--model", str(ckpt), "--samples", "2",
+                 "--out", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "best-of-2" in out
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["samples_per_row"] == 2 and len(summary["per_row"]) == summary["rows"]
+    assert job.hp.kl_coef == 0

@@ -23,7 +23,11 @@ def rollout_metrics(rollouts: list[Rollout], prefix: str) -> dict[str, float | N
     out: dict[str, float | None] = {f"{prefix}_reward_mean": _mean([r.reward for r in scored])}
     by_grader: dict[str, list[float]] = {}
     for r in scored:
-        for key, value in ((r.grader_result or {}).get("sub_rewards") or {}).items():
+        result = r.grader_result or {}
+        subs = result.get("sub_rewards") or {}
+        if not subs:  # a single grader: report it under its own name
+            subs = {(result.get("metadata") or {}).get("name") or "grader": r.reward}
+        for key, value in subs.items():
             by_grader.setdefault(key, []).append(value)
     for key, values in sorted(by_grader.items()):
         out[f"{prefix}_reward_mean.{key}"] = _mean(values)

@@ -24,6 +24,14 @@ from agentrft.tools.python_tool import PythonTool
 GRADER_FIELD = "method.reinforcement.grader"
 
 
+def _refield(e: SpecError, field: str) -> SpecError:
+    """The same error, located at `field` of the job file instead of the component's own name."""
+    message = str(e)
+    if e.field and message.startswith(f"{e.field}: "):
+        message = message[len(e.field) + 2:]
+    return SpecError(message, field=field)
+
+
 @dataclass
 class ValidatedJob:
     job: JobSpec
@@ -50,7 +58,7 @@ def build_tools(decls: list[ToolDecl]) -> dict[str, ToolClient]:
             try:
                 tools[d.name] = PythonTool(d.name, d.python)
             except SpecError as e:
-                raise SpecError(str(e), field=f"{field}.python") from None
+                raise _refield(e, f"{field}.python") from None
         else:
             raise SpecError("MCP tools are not supported yet", field=f"{field}.mcp")
     return tools
@@ -62,10 +70,7 @@ def build_job_grader(job: JobSpec) -> Grader:
     except SpecError as e:
         field = GRADER_FIELD + (e.field[len("grader"):] if e.field and e.field.startswith("grader")
                                 else "")
-        message = str(e)
-        if e.field and message.startswith(f"{e.field}: "):
-            message = message[len(e.field) + 2:]
-        raise SpecError(message, field=field) from None
+        raise _refield(e, field) from None
 
 
 def _check_row_tools(rows: list[DatasetRow], path: str, tool_names: set[str]) -> None:
@@ -82,8 +87,21 @@ def _check_row_tools(rows: list[DatasetRow], path: str, tool_names: set[str]) ->
                                 file=path, line=line, field="tools")
 
 
+def _check_tool_targets(decls: list[ToolDecl]) -> None:
+    """Python tools import now, so a typo in a target is a validation error."""
+    for i, d in enumerate(decls):
+        if d.python is not None:
+            try:
+                PythonTool(d.name, d.python)
+            except SpecError as e:
+                raise _refield(e, f"method.reinforcement.tools[{i}].python") from None
+        elif d.mcp is not None:
+            raise SpecError("MCP tools are not supported yet", field=f"method.reinforcement.tools[{i}].mcp")
+
+
 def validate_job(job: JobSpec) -> ValidatedJob:
     grader = build_job_grader(job)
+    _check_tool_targets(job.rl.tools)
     names = {t.name for t in job.rl.tools}
     train_rows = load_dataset(job.training_file)
     _check_row_tools(train_rows, job.training_file, names)
