@@ -17,6 +17,17 @@ from pathlib import Path
 from agentrft.errors import AgentRFTError
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for our progress bar: no per-load bars or deprecation notes from
+    transformers/peft internals (they say nothing a user can act on)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def _load(job_path: str):
     from agentrft.spec import load_job
     from agentrft.train.setup import import_roots
@@ -49,7 +60,7 @@ def cmd_train(args) -> int:
         bar.set_postfix_str(
             f"step {report.step}/{report.total_steps} reward {_fmt(m.get('train_reward_mean'))} "
             f"valid {_fmt(m.get('valid_reward_mean'))} "
-            f"{rollouts_done / max(time.perf_counter() - started, 1e-9):.2f} rollouts/s")
+            f"{rollouts_done / max(time.perf_counter() - started, 1e-9):.2f} rollouts/s", refresh=False)
         bar.refresh()
 
     trainer.on_step = on_step
@@ -119,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     try:
         return args.fn(args)
     except AgentRFTError as e:

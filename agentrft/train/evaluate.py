@@ -14,17 +14,13 @@ from typing import Any
 
 import torch
 
-from agentrft.engines.base import SamplingParams
-from agentrft.engines.transformers_engine import TransformersEngine
-from agentrft.models.chat import ChatRenderer
 from agentrft.models.loading import load_model, load_tokenizer
-from agentrft.rollout.batcher import BatchingSampler
-from agentrft.rollout.loop import RolloutEnv, run_rollouts
+from agentrft.rollout.loop import run_rollouts
 from agentrft.spec.dataset import load_dataset
 from agentrft.spec.job import JobSpec
 from agentrft.train.metrics import per_row_summary, rollout_metrics
 from agentrft.train.records import RunDir
-from agentrft.train.setup import build_tools, preflight, validate_job
+from agentrft.train.setup import build_env, build_tools, preflight, validate_job
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -49,17 +45,7 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
         tokenizer = load_tokenizer(model_ref)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model = load_model(model_ref, device=device, dtype=dtype)
-        renderer = ChatRenderer(tokenizer)
-        hp = job.hp
-        engine = TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
-                                    seed=job.effective_seed)
-        env = RolloutEnv(
-            sampler=BatchingSampler(engine), renderer=renderer, tools=tools,
-            params=SamplingParams(temperature=hp.temperature, top_p=hp.top_p,
-                                  max_new_tokens=hp.max_new_tokens,
-                                  stop_token_ids=renderer.stop_token_ids),
-            max_episode_steps=job.rl.max_episode_steps, max_rollout_tokens=hp.max_rollout_tokens,
-            grader=validated.grader)
+        env, _ = build_env(job, model, tokenizer, tools, validated.grader, device=device)
         t0 = time.perf_counter()
         rollouts = await run_rollouts([(i, r) for i, r in enumerate(rows)] * samples, env)
         elapsed = time.perf_counter() - t0

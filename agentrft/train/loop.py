@@ -22,11 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agentrft.engines.base import SamplingParams
 from agentrft.errors import TrainingPaused
-from agentrft.engines.transformers_engine import TransformersEngine
-from agentrft.models.chat import ChatRenderer
-from agentrft.rollout.batcher import BatchingSampler
 from agentrft.rollout.loop import RolloutEnv, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
@@ -37,7 +33,7 @@ from agentrft.train.loss import TrainSequence
 from agentrft.train.metrics import rollout_metrics
 from agentrft.train.policy import Policy
 from agentrft.train.records import RunDir
-from agentrft.train.setup import build_tools, preflight, validate_job
+from agentrft.train.setup import build_env, build_tools, preflight, validate_job
 
 
 @dataclass
@@ -104,15 +100,9 @@ class Trainer:
             self.total_steps = min(self.total_steps, hp.max_steps)
 
     def _env(self, policy: Policy, tools) -> RolloutEnv:
-        hp = self.job.hp
-        renderer = ChatRenderer(policy.tokenizer)
-        self.engine = TransformersEngine(policy.model, pad_token_id=policy.pad_id, device=self.device,
-                                         seed=self.seed)
-        params = SamplingParams(temperature=hp.temperature, top_p=hp.top_p,
-                                max_new_tokens=hp.max_new_tokens, stop_token_ids=renderer.stop_token_ids)
-        return RolloutEnv(sampler=BatchingSampler(self.engine), renderer=renderer, tools=tools,
-                          params=params, max_episode_steps=self.job.rl.max_episode_steps,
-                          max_rollout_tokens=hp.max_rollout_tokens, grader=self.validated.grader)
+        env, self.engine = build_env(self.job, policy.model, policy.tokenizer, tools,
+                                     self.validated.grader, device=self.device)
+        return env
 
     async def _evaluate(self, env: RolloutEnv, step: int) -> dict[str, Any]:
         rows = self.validated.valid_rows

@@ -12,8 +12,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentrft.engines.base import SamplingParams
+from agentrft.engines.transformers_engine import TransformersEngine
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader
+from agentrft.models.chat import ChatRenderer
+from agentrft.rollout.batcher import BatchingSampler
+from agentrft.rollout.loop import RolloutEnv
 from agentrft.graders.build import build_grader
 from agentrft.spec.dataset import DatasetRow, load_dataset
 from agentrft.spec.job import JobSpec, ToolDecl
@@ -75,7 +80,6 @@ def build_job_grader(job: JobSpec) -> Grader:
 
 def _check_row_tools(rows: list[DatasetRow], path: str, tool_names: set[str]) -> None:
     """A row may only describe tools the job can actually call."""
-    line = 0
     with open(path, encoding="utf-8") as f:
         lines = [i + 1 for i, text in enumerate(f) if text.strip()]
     for row, line in zip(rows, lines):
@@ -115,3 +119,18 @@ def validate_job(job: JobSpec) -> ValidatedJob:
 async def preflight(tools: dict[str, ToolClient]) -> None:
     """Every tool answers before training starts (raises ToolUnreachable otherwise)."""
     await asyncio.gather(*(t.check() for t in tools.values()))
+
+
+def build_env(job: JobSpec, model, tokenizer, tools: dict[str, ToolClient], grader: Grader, *,
+              device: str) -> tuple[RolloutEnv, TransformersEngine]:
+    """The rollout environment for a model: engine, batching sampler, chat rendering, budgets."""
+    hp = job.hp
+    renderer = ChatRenderer(tokenizer)
+    engine = TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
+                                seed=job.effective_seed)
+    params = SamplingParams(temperature=hp.temperature, top_p=hp.top_p,
+                            max_new_tokens=hp.max_new_tokens, stop_token_ids=renderer.stop_token_ids)
+    env = RolloutEnv(sampler=BatchingSampler(engine), renderer=renderer, tools=tools, params=params,
+                     max_episode_steps=job.rl.max_episode_steps,
+                     max_rollout_tokens=hp.max_rollout_tokens, grader=grader)
+    return env, engine
