@@ -8,7 +8,7 @@ import json
 import pytest
 
 from agentrft.errors import GraderInfraFailure, SpecError
-from agentrft.graders.base import ERROR_KEYS, Grader, GraderResult
+from agentrft.graders.base import DETAIL_KEYS, ERROR_KEYS, Grader, GraderResult
 from agentrft.graders import build
 from agentrft.graders.build import build_grader, grader_types, register_grader_type
 from agentrft.graders.python_callable import PythonCallableGrader
@@ -34,9 +34,12 @@ ITEM = {"answer": "Paris", "meta": {"country": {"name": "France"}, "year": 2024}
 def assert_result_shape(result: GraderResult, name: str, type_: str) -> None:
     assert 0.0 <= result.reward <= 1.0
     meta = result.metadata
-    assert set(meta) == {"name", "type", "errors", "execution_time", "scores", "token_usage"}
+    assert {"name", "type", "errors", "execution_time", "scores", "token_usage",
+            "sampled_model_name"} <= set(meta) <= {"name", "type", "errors", "execution_time",
+                                                  "scores", "token_usage", "sampled_model_name",
+                                                  "passed"}
     assert meta["name"] == name and meta["type"] == type_
-    assert set(meta["errors"]) == set(ERROR_KEYS)
+    assert set(meta["errors"]) == set(ERROR_KEYS) | set(DETAIL_KEYS)
     assert isinstance(meta["execution_time"], float) and meta["execution_time"] >= 0.0
     assert isinstance(meta["scores"], dict)
     json.dumps(result.to_dict())  # the result travels as JSON (graders/run, events)

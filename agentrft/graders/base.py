@@ -28,6 +28,21 @@ ERROR_KEYS = (
 )
 
 
+# Flags that mean "the grader could not score this sample" (its own failure, not the
+# sample's): the training loop discards such a rollout instead of scoring it 0, because a 0
+# would teach the model to avoid whatever it did. The other flags (sample_parse_error,
+# invalid_variable_error, truncated_observation_error) describe the sample: it scores 0.
+DISCARD_FLAGS = frozenset({
+    "formula_parse_error", "model_grader_parse_error", "model_grader_refusal_error",
+    "model_grader_server_error", "python_grader_runtime_error", "python_grader_server_error",
+    "unresponsive_reward_error", "other_error",
+})
+
+# Free-text companions of some flags, as in OpenAI's response (`None` when not set).
+DETAIL_KEYS = ("model_grader_server_error_details", "python_grader_runtime_error_details",
+               "python_grader_server_error_type")
+
+
 @dataclass
 class GraderResult:
     reward: float
@@ -36,23 +51,54 @@ class GraderResult:
 
     @classmethod
     def make(cls, reward: float, *, name: str, type: str, errors: dict[str, bool] | None = None,
-             execution_time: float = 0.0, scores: dict[str, float] | None = None,
+             details: dict[str, str] | None = None,
+             execution_time: float = 0.0, scores: dict[str, Any] | None = None,
              sub_rewards: dict[str, float] | None = None,
-             token_usage: dict[str, int] | None = None) -> "GraderResult":
-        flags = {k: False for k in ERROR_KEYS}
+             token_usage: dict[str, int] | None = None,
+             passed: bool | None = None,
+             sampled_model_name: str | None = None) -> "GraderResult":
+        """`errors`: flags to set (others False); `details`: texts for DETAIL_KEYS;
+        `passed`: reward ≥ pass_threshold, for graders configured with one."""
+        flags: dict[str, Any] = {k: False for k in ERROR_KEYS}
+        flags.update({k: None for k in DETAIL_KEYS})
         flags.update(errors or {})
-        return cls(
-            reward=float(reward),
-            sub_rewards=dict(sub_rewards or {}),
-            metadata={
-                "name": name, "type": type, "errors": flags,
-                "execution_time": execution_time, "scores": dict(scores or {}),
-                "token_usage": token_usage,
-            },
-        )
+        flags.update(details or {})
+        metadata: dict[str, Any] = {
+            "name": name, "type": type, "errors": flags,
+            "execution_time": execution_time, "scores": dict(scores or {}),
+            "token_usage": token_usage, "sampled_model_name": sampled_model_name,
+        }
+        if passed is not None:
+            metadata["passed"] = passed
+        return cls(reward=float(reward), sub_rewards=dict(sub_rewards or {}), metadata=metadata)
+
+    @classmethod
+    def error(cls, flag: str, *, name: str, type: str, detail: str | None = None,
+              execution_time: float = 0.0) -> "GraderResult":
+        """Reward 0 with one error flag set (and its detail text, where the flag has one)."""
+        details = {}
+        if detail is not None:
+            key = next((k for k in DETAIL_KEYS if k.startswith(flag)), None)
+            details = {key: detail} if key else {}
+        return cls.make(0.0, name=name, type=type, errors={flag: True}, details=details,
+                        execution_time=execution_time)
+
+    @property
+    def raised_flags(self) -> list[str]:
+        errors = self.metadata.get("errors") or {}
+        return [k for k in ERROR_KEYS if errors.get(k)]
+
+    @property
+    def should_discard(self) -> bool:
+        """True when the grader failed to score (see DISCARD_FLAGS)."""
+        return any(flag in DISCARD_FLAGS for flag in self.raised_flags)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reward": self.reward, "sub_rewards": self.sub_rewards, "metadata": self.metadata}
+        """OpenAI's graders-run response shape."""
+        usage = self.metadata.get("token_usage")
+        model = self.metadata.get("sampled_model_name")
+        return {"reward": self.reward, "sub_rewards": self.sub_rewards, "metadata": self.metadata,
+                "model_grader_token_usage_per_model": {model: usage} if model and usage else {}}
 
 
 class Grader(abc.ABC):

@@ -158,8 +158,12 @@ async def grade_rollout(rollout: Rollout, grader: Grader) -> None:
         return
     finally:
         rollout.timing["grading"] = time.perf_counter() - t0
-    rollout.reward = min(1.0, max(0.0, float(result.reward)))
     rollout.grader_result = result.to_dict()
+    if result.should_discard:  # the grader could not score it: not the model's fault
+        rollout.status = "discarded"
+        rollout.discard_reason = f"grader error: {', '.join(result.raised_flags)}"
+        return
+    rollout.reward = min(1.0, max(0.0, float(result.reward)))
 
 
 async def run_rollouts(rows: list[tuple[int, DatasetRow]], env: RolloutEnv) -> list[Rollout]:
