@@ -3,6 +3,8 @@
     agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda]
     agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
     agentrft validate JOB.yaml
+    agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
+    agentrft graders validate --grader G.json
 """
 
 from __future__ import annotations
@@ -100,6 +102,46 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _read_json(path: str, what: str, *, text_ok: bool = False):
+    from agentrft.errors import SpecError
+
+    try:
+        raw = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"cannot read {what}: {e.strerror}", file=path) from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        if text_ok:  # a sample may be plain text: it is output_text
+            return raw.rstrip("\n")
+        raise SpecError(f"invalid JSON in {what}: {e.msg} (line {e.lineno})", file=path,
+                        line=e.lineno) from None
+
+
+def cmd_graders_run(args) -> int:
+    from agentrft.graders.api import run_grader
+
+    grader = _read_json(args.grader, "grader")
+    item = _read_json(args.item, "item") if args.item else {}
+    if args.sample_text is not None:
+        sample = args.sample_text
+    elif args.sample:
+        sample = _read_json(args.sample, "sample", text_ok=True)
+    else:
+        sample = ""
+    print(json.dumps(asyncio.run(run_grader(grader, sample, item)), indent=2))
+    return 0
+
+
+def cmd_graders_validate(args) -> int:
+    from agentrft.graders.api import validate_grader
+
+    grader = _read_json(args.grader, "grader")
+    validate_grader(grader)
+    print(json.dumps({"grader": grader}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentrft", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -125,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools")
     v.add_argument("job")
     v.set_defaults(fn=cmd_validate)
+    g = sub.add_parser("graders", help="run or validate a grader config")
+    gsub = g.add_subparsers(dest="graders_command", required=True)
+    gr = gsub.add_parser("run", help="grade one sample; prints OpenAI's graders-run response")
+    gr.add_argument("--grader", required=True, help="grader config (JSON file)")
+    gr.add_argument("--item", help="the dataset item (JSON file)")
+    gr.add_argument("--sample", help="the sample (JSON file: an object, or a string / plain text "
+                                     "for output_text)")
+    gr.add_argument("--sample-text", help="the sample's output_text, given inline")
+    gr.set_defaults(fn=cmd_graders_run)
+    gv = gsub.add_parser("validate", help="check a grader config; prints {\"grader\": ...}")
+    gv.add_argument("--grader", required=True)
+    gv.set_defaults(fn=cmd_graders_validate)
     return ap
 
 

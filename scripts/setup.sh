@@ -3,6 +3,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# System packages: WordNet 3.0 (METEOR synonyms in text_similarity graders) and bubblewrap
+# (sandboxes). Installed only where missing, and only as root with apt-get; elsewhere we
+# say what is missing and go on (METEOR then matches exact words and stems only).
+apt_missing=()
+[ -f /usr/share/wordnet/data.noun ] || apt_missing+=(wordnet-base)
+command -v bwrap >/dev/null 2>&1 || apt_missing+=(bubblewrap)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${apt_missing[@]}" >/dev/null; } \
+      || echo "note: apt-get could not install ${apt_missing[*]}; continuing without"
+  else
+    echo "note: ${apt_missing[*]} not installed (needs root and apt-get); continuing without"
+  fi
+fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 # The CPU build of torch; a looser spec would pull a multi-GB CUDA build.

@@ -76,12 +76,15 @@ class GraderResult:
     def error(cls, flag: str, *, name: str, type: str, detail: str | None = None,
               execution_time: float = 0.0) -> "GraderResult":
         """Reward 0 with one error flag set (and its detail text, where the flag has one)."""
-        details = {}
+        details, scores = {}, {}
         if detail is not None:
             key = next((k for k in DETAIL_KEYS if k.startswith(flag)), None)
-            details = {key: detail} if key else {}
+            if key:
+                details = {key: detail}
+            else:  # OpenAI has no detail field for this flag; keep the reason anyway
+                scores = {"error_detail": detail}
         return cls.make(0.0, name=name, type=type, errors={flag: True}, details=details,
-                        execution_time=execution_time)
+                        scores=scores, execution_time=execution_time)
 
     @property
     def raised_flags(self) -> list[str]:

@@ -85,5 +85,40 @@ def _build_python(config: dict[str, Any]) -> Grader:
     return PythonCallableGrader(name=fields["name"], target=fields["callable"])
 
 
+def _build_text_similarity(config: dict[str, Any]) -> Grader:
+    from agentrft.graders.text_similarity import from_config
+
+    return from_config(config)
+
+
 register_grader_type("string_check", _build_string_check)
 register_grader_type("python", _build_python)
+def _build_score_model(config: dict[str, Any]) -> Grader:
+    from agentrft.graders.score_model import from_config
+
+    return from_config(config)
+
+
+def _build_label_model(config: dict[str, Any]) -> Grader:
+    from agentrft.graders.label_model import from_config
+
+    return from_config(config)
+
+
+def _build_multi(config: dict[str, Any]) -> Grader:
+    from agentrft.graders.multi import build_multi_grader
+
+    return build_multi_grader(config)
+
+
+def _build_endpoint(config: dict[str, Any]) -> Grader:
+    from agentrft.graders.endpoint import build_endpoint_grader
+
+    return build_endpoint_grader(config)
+
+
+register_grader_type("text_similarity", _build_text_similarity)
+register_grader_type("multi", _build_multi)
+register_grader_type("endpoint", _build_endpoint)
+register_grader_type("score_model", _build_score_model)
+register_grader_type("label_model", _build_label_model)

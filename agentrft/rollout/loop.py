@@ -156,6 +156,9 @@ async def grade_rollout(rollout: Rollout, grader: Grader) -> None:
     except GraderInfraFailure as e:
         rollout.status, rollout.discard_reason = "discarded", f"grader failure: {e}"
         return
+    except Exception as e:  # noqa: BLE001 - a grader bug discards this rollout, not the step
+        rollout.status, rollout.discard_reason = "discarded", f"grader crashed: {type(e).__name__}: {e}"
+        return
     finally:
         rollout.timing["grading"] = time.perf_counter() - t0
     rollout.grader_result = result.to_dict()

@@ -1,0 +1,1 @@
+"""Reusable graders for the example environments (importable as `examples.graders.<module>:grade`)."""
