@@ -13,11 +13,10 @@ import pytest
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from agentrft.errors import GraderInfraFailure, SpecError
-from agentrft.graders import build
 from agentrft.graders.base import DETAIL_KEYS, ERROR_KEYS, Grader, GraderResult
-from agentrft.graders.build import build_grader, register_grader_type
-from agentrft.graders.endpoint import EndpointGrader, build_endpoint_grader
-from agentrft.graders.multi import MultiGrader, build_multi_grader
+from agentrft.graders.build import build_grader
+from agentrft.graders.endpoint import EndpointGrader
+from agentrft.graders.multi import MultiGrader
 from tests.tool_server import LoopbackToolServer
 
 SAMPLE = {"output_text": "Thanks! The answer is Paris.", "output_json": None, "output_tools": [],
@@ -25,14 +24,6 @@ SAMPLE = {"output_text": "Thanks! The answer is Paris.", "output_json": None, "o
           "trajectory": [{"role": "assistant", "content": "Thanks! The answer is Paris."}]}
 ITEM = {"answer": "Paris", "greeting": "Thanks"}
 SECRET = "Bearer sk-very-secret-123"
-
-
-@pytest.fixture(autouse=True)
-def registry(monkeypatch):
-    """Register our two types in a copy of the registry, whether or not build.py already does."""
-    monkeypatch.setattr(build, "_FACTORIES", dict(build._FACTORIES))
-    register_grader_type("multi", build_multi_grader, replace=True)
-    register_grader_type("endpoint", build_endpoint_grader, replace=True)
 
 
 def check(name: str, input: str = "{{sample.output_text}}", reference: str = "{{item.answer}}",
