@@ -88,6 +88,8 @@ VALID = [
     for m in ("fuzzy_match", "bleu", "gleu", "meteor", "rouge_2", "rouge_l", "cosine")
 ] + [
     {"type": "python", "name": "n", "callable": "examples.graders.numeric:grade"},
+    {"type": "python", "name": "src", "source": "def grade(sample, item):\n"
+     "    return len(sample['output_text']) / (1 + len(str(item.get('answer', ''))))"},
     {"type": "multi", "name": "m", "calculate_output": "0.5 * a + 0.5 * b / max(b, 1)",
      "graders": {"a": {"type": "string_check", "name": "a", "input": "{{sample.output_text}}",
                        "reference": "{{item.answer}}", "operation": "ilike"},

@@ -30,6 +30,7 @@ def multi(formula, **graders):
 
 NUMERIC = {"type": "python", "name": "num", "callable": "examples.graders.numeric:grade"}
 A = {"answer": "Paris"}
+NUMERIC_SOURCE = __import__("examples.graders.numeric", fromlist=["SOURCE"]).SOURCE
 
 CASES = [
     # --- string_check: eq / ne / like / ilike --------------------------------------------------
@@ -93,6 +94,19 @@ CASES = [
     ("num-last-number-counts", NUMERIC, "From 90 to 100", {"answer": "100"}, 1.0),
     ("num-no-number", NUMERIC, "I don't know", {"answer": "100"}, 0.0),
     ("num-empty-output", NUMERIC, "", {"answer": "100"}, 0.0),
+    # --- python source, sandboxed ------------------------------------------------------------
+    ("source-exact", {"type": "python", "name": "p", "source":
+                      "def grade(sample, item):\n    return float(sample['output_text'] == item['answer'])"},
+     "Paris", A, 1.0),
+    ("source-uses-trajectory", {"type": "python", "name": "p", "source":
+                                "def grade(sample, item):\n    return len(sample['trajectory']['tool_calls']) / 4"},
+     {"output_text": "x", "trajectory": {"tool_calls": [{}, {}], "messages": []}}, {}, 0.5),
+    ("source-clips", {"type": "python", "name": "p", "source": "def grade(s, i):\n    return 7"},
+     "x", {}, 1.0),
+    ("source-raises", {"type": "python", "name": "p", "source": "def grade(s, i):\n    return i['missing']"},
+     "x", {}, "python_grader_runtime_error"),
+    ("source-numeric-example", {"type": "python", "name": "p", "source": NUMERIC_SOURCE},
+     "It rose to $1.2 billion.", {"answer": "1,200 million"}, 1.0),
     # --- multi: formula over sub-grader rewards ---------------------------------------------------
     ("multi-average", multi("(a + b) / 2", a=sc("eq"), b=sc("ilike")), "paris", A, 0.5),
     ("multi-precedence", multi("a + b * 0", a=sc("eq"), b=sc("ilike")), "Paris", A, 1.0),

@@ -247,7 +247,7 @@ async def test_build_string_check_and_python():
      "grader.input"),
     ({"type": "python", "name": "a"}, "grader.callable"),
     ({"type": "python", "name": "a", "callable": "nope.nope:grade"}, "grader.callable"),
-    ({"type": "python", "name": "a", "source": "def grade(s, i): return 1"}, "grader.source"),
+    ({"type": "python", "name": "a", "source": "def grade(s, i) return 1"}, "grader.source"),
 ])
 def test_build_errors_name_the_field(config, field):
     with pytest.raises(SpecError) as info:
@@ -256,9 +256,10 @@ def test_build_errors_name_the_field(config, field):
     assert str(info.value).startswith(field + ": ")
 
 
-def test_python_source_says_when_it_arrives():
-    with pytest.raises(SpecError, match="full grader set"):
-        build_grader({"type": "python", "name": "a", "source": "def grade(s, i): return 1"})
+async def test_python_source_and_callable_share_the_python_type():
+    source = build_grader({"type": "python", "name": "a", "source": "def grade(s, i): return 0.25"})
+    result = await source.grade({"output_text": "x"}, {}, "trace_t")
+    assert result.reward == 0.25 and result.metadata["type"] == "python"
 
 
 def test_unknown_type_lists_known_types():

@@ -78,9 +78,11 @@ def _build_string_check(config: dict[str, Any]) -> Grader:
 
 
 def _build_python(config: dict[str, Any]) -> Grader:
+    """OpenAI's `source` (untrusted, sandboxed) or our `callable` (trusted, in-process)."""
     if "source" in config:
-        raise SpecError("sandboxed python source graders arrive with the full grader set; for "
-                        "now give \"callable\": \"package.module:function\"", field="grader.source")
+        from agentrft.graders.python_source import from_config
+
+        return from_config(config)
     fields = check_fields(config, required=("name", "callable"))
     return PythonCallableGrader(name=fields["name"], target=fields["callable"])
 

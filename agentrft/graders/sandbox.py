@@ -1,0 +1,509 @@
+"""Run an untrusted command with limits: bubblewrap where it works, a plain subprocess otherwise.
+
+`default_sandbox()` picks `BwrapSandbox` when `bwrap` is installed *and* a trial run inside it
+succeeds, else `SubprocessSandbox` (and logs once that the network is not isolated).
+
+What BwrapSandbox covers:
+- network: a network namespace of its own (only its own loopback): no host, LAN or internet,
+  no abstract unix sockets of the host;
+- file system: `/` bound read-only; a private writable /tmp (tmpfs of `tmp_bytes`; also HOME
+  and the working directory); fresh /dev and /proc; /run emptied (system sockets). A directory
+  the sandbox user may not enter (root's home, mode 700) is replaced by an empty tmpfs, except
+  for the Python interpreter, bound read-only at its own path so `sys.executable` runs;
+- user: run as root, the command gets an unprivileged uid of its own (one per concurrent run,
+  from `uids`), no capabilities, no_new_privs: file permissions apply to it and RLIMIT_NPROC
+  binds (it never binds uid 0, not even root mapped inside a user namespace). What a stranger
+  may read on the host it may read too: /etc/passwd, world-readable project files;
+- processes: a pid namespace; when the command ends, overruns the wall clock or its output
+  cap, the namespace is killed, with every process it forked (setsid or not);
+- limits (`SandboxLimits`): CPU seconds (RLIMIT_CPU: SIGXCPU, SIGKILL a second later),
+  address space (RLIMIT_AS), processes and threads (RLIMIT_NPROC, counted per run),
+  file size (RLIMIT_FSIZE), open files, no core dumps; wall clock; stdout/stderr bytes.
+
+What it does not cover:
+- the kernel: namespaces and rlimits are not a VM, and there is no seccomp filter;
+- CPU share, disk bandwidth, memory outside the address space (page cache, the /tmp tmpfs);
+- unix sockets on the file system outside /run and /tmp that a stranger may write to;
+- anything the command reports about itself (a score can be forged by the code that computes it).
+
+SubprocessSandbox (fallback) covers the same uid switch, rlimits, wall clock and output caps,
+gives a private scratch dir (HOME, TMPDIR, working dir), and afterwards kills every process of
+the run's uid. It does NOT isolate the network, the file system (anything a stranger may write,
+such as the host's /tmp, stays writable) or the process table.
+
+Run as a non-root user there is no uid switch: the command runs as you (bwrap then uses a user
+namespace; in the fallback RLIMIT_NPROC counts all your processes, so keep bwrap installed).
+
+How root's interpreter stays reachable: bwrap runs as root *without* a user namespace (so the
+uid switch is real), mounts, keeps only CAP_SETUID/CAP_SETGID, and `_LAUNCHER` inside it
+switches uid, sets the rlimits and execs the command. In the fallback the launcher opens the
+interpreter's prefix while still root and runs Python through /proc/self/fd/N with PYTHONHOME
+pointing there (the fd survives the uid switch; the path does not need to be enterable).
+
+Example::
+
+    sandbox = default_sandbox()
+    result = await sandbox.run([sys.executable, "-c", "print(2 + 2)"], b"", SandboxLimits())
+    assert result.started and result.exit_code == 0 and result.stdout == b"4\\n"
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import functools
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+log = logging.getLogger(__name__)
+
+DEFAULT_UIDS = range(60000, 61000)  # unprivileged uids for runs (skipping any that exist)
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    cpu_seconds: int = 120
+    memory_bytes: int = 2 * 1024**3   # address space
+    max_processes: int = 64           # processes + threads of the run
+    wall_seconds: float = 150.0
+    output_bytes: int = 1 << 20       # per stream (stdout, stderr)
+    tmp_bytes: int = 64 << 20         # the scratch tmpfs; also the largest file it may write
+    open_files: int = 256
+
+    def rlimits(self) -> list[tuple[str, tuple[int, int]]]:
+        cpu = max(1, int(self.cpu_seconds))
+        return [("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_AS", (self.memory_bytes,) * 2),
+                ("RLIMIT_NPROC", (self.max_processes,) * 2),
+                ("RLIMIT_FSIZE", (self.tmp_bytes,) * 2),
+                ("RLIMIT_NOFILE", (self.open_files,) * 2), ("RLIMIT_CORE", (0, 0))]
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    started: bool             # False: the sandbox itself failed (stderr says why); argv never ran
+    exit_code: int | None     # negative: killed by that signal
+    stdout: bytes
+    stderr: bytes
+    limit: str | None = None  # "wall_seconds" or "output_bytes" when the sandbox ended the run
+    wall_time: float = 0.0
+
+    @property
+    def signal(self) -> int | None:
+        return -self.exit_code if self.exit_code is not None and self.exit_code < 0 else None
+
+
+class Sandbox(abc.ABC):
+    """Runs one command with limits; never raises for the command's or its own failure.
+
+    `argv[0]` must be an absolute path; `sys.executable` is always runnable inside. Run Python
+    with `-s -P` rather than `-I`: the sandbox controls the environment, and the fallback needs
+    PYTHONHOME. A fake for tests::
+
+        class FakeSandbox(Sandbox):
+            name, isolates_network = "fake", True
+            async def run(self, argv, stdin, limits):
+                return SandboxResult(True, 0, b"", b"")
+    """
+
+    name: str
+    isolates_network: bool
+
+    @abc.abstractmethod
+    async def run(self, argv: Sequence[str], stdin: bytes, limits: SandboxLimits) -> SandboxResult:
+        ...
+
+
+# Runs inside the sandbox as the first process (root in bwrap when we are root), then execs argv.
+# It reports on the status fd: "L" once it runs, then "E<reason>" if it cannot exec, so the parent
+# tells a sandbox that failed to start (a server error) from a command that failed.
+_LAUNCHER = r"""
+import ctypes, json, os, resource, sys
+spec, argv = json.loads(sys.argv[1]), sys.argv[2:]
+status = spec["status_fd"]
+os.write(status, b"L")
+try:
+    os.set_inheritable(status, False)
+    exe, env = argv[0], dict(os.environ)
+    py = spec.get("python")
+    if py:
+        fd = os.open(py["home"], os.O_PATH | os.O_DIRECTORY)
+        os.set_inheritable(fd, True)
+        env["PYTHONHOME"] = home = f"/proc/self/fd/{fd}"
+        if exe in py["names"]:
+            exe = f"{home}/{py['rel']}"
+    if spec.get("uid") is not None:
+        os.setgroups([])
+        os.setresgid(spec["uid"], spec["uid"], spec["uid"])
+        os.setresuid(spec["uid"], spec["uid"], spec["uid"])
+    libc = ctypes.CDLL(None, use_errno=True)
+    # no_new_privs: setuid binaries cannot raise it; pdeathsig (after the uid switch, which
+    # clears it): it dies with its parent (the grading process, or bwrap's init)
+    for option, arg in ((38, 1), (1, 9)):  # PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG SIGKILL
+        if libc.prctl(option, arg, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+    for name, value in spec["rlimits"]:
+        resource.setrlimit(getattr(resource, name), tuple(value))
+    os.execve(exe, argv, env)
+except BaseException as exc:
+    os.write(status, f"E{type(exc).__name__}: {exc}".encode())
+    os._exit(127)
+"""
+
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
+        # one BLAS/OpenMP thread: threads count against max_processes and share the CPU limit
+        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+class _LaunchingSandbox(Sandbox):
+    """The run loop both sandboxes share; subclasses say how the launcher is started."""
+
+    # Without a pid namespace, processes forked by the command may outlive it holding our pipes:
+    # kill them (by uid) as soon as it exits, not only after the output is read.
+    _sweep_on_exit = True
+
+    def __init__(self, uids: range | None = DEFAULT_UIDS):
+        self.uids = uids if os.geteuid() == 0 else None  # only root can switch uid
+        if self.uids is not None and all(_uid_exists(uid) for uid in self.uids):
+            raise ValueError(f"no free uid in {uids}: every one belongs to an existing user")
+
+    @abc.abstractmethod
+    def _command(self, argv: list[str], limits: SandboxLimits, uid: int | None,
+                 status_fd: int) -> tuple[list[str], dict[str, str], str | None]:
+        """(argv to spawn, its environment, working directory)."""
+
+    def _launcher(self, argv: list[str], limits: SandboxLimits, uid: int | None, status_fd: int,
+                  python: dict | None = None) -> list[str]:
+        spec = {"status_fd": status_fd, "uid": uid, "rlimits": limits.rlimits(), "python": python}
+        return [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec), *argv]
+
+    def _exit_code(self, code: int | None) -> int | None:
+        """The command's exit status as Popen reports it (negative: killed by that signal)."""
+        return code
+
+    def _cleanup(self, cwd: str | None) -> None:
+        """Remove what `_command` created for the run."""
+
+    async def run(self, argv: Sequence[str], stdin: bytes, limits: SandboxLimits) -> SandboxResult:
+        start = time.monotonic()
+        uid = await _UIDS.acquire(self.uids) if self.uids is not None else None
+        status_r, status_w = os.pipe()
+        os.set_blocking(status_r, False)
+        cwd = None
+        try:
+            try:
+                cmd, env, cwd = self._command(list(argv), limits, uid, status_w)
+                proc = await asyncio.create_subprocess_exec(
+                    *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd, pass_fds=(status_w,),
+                    start_new_session=True)
+            except OSError as exc:
+                return SandboxResult(False, None, b"", f"cannot start the sandbox: {exc}".encode(),
+                                     wall_time=time.monotonic() - start)
+            finally:
+                os.close(status_w)
+            sweep = uid if self._sweep_on_exit else None
+            code, out, err, limit = await _supervise(proc, stdin, limits, sweep)
+            code, status = self._exit_code(code), _read_all(status_r)
+            if status.startswith(b"LE"):  # the launcher ran but could not exec argv
+                err = status[2:] + b"\n" + err
+            return SandboxResult(status == b"L", code, out, err, limit, time.monotonic() - start)
+        finally:  # also on cancellation: nothing of the run may outlive it
+            os.close(status_r)
+            if uid is not None:
+                _kill_uid(uid)
+                _UIDS.release(uid)
+            self._cleanup(cwd)
+
+    def probe(self) -> str | None:
+        """Run `python -c pass` inside; None when that works, else why it does not."""
+        uid = _UIDS.acquire_nowait(self.uids) if self.uids is not None else None
+        status_r, status_w = os.pipe()
+        cwd = None
+        try:
+            cmd, env, cwd = self._command([sys.executable, "-c", "pass"], SandboxLimits(), uid,
+                                          status_w)
+            proc = subprocess.run(cmd, env=env, cwd=cwd, pass_fds=(status_w,), timeout=60,
+                                  stdin=subprocess.DEVNULL, capture_output=True)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return str(exc)
+        finally:
+            os.close(status_w)
+            os.close(status_r)
+            if uid is not None:
+                _kill_uid(uid)
+                _UIDS.release(uid)
+            self._cleanup(cwd)
+        if proc.returncode != 0:
+            return (proc.stderr.decode(errors="replace").strip()[-500:]
+                    or f"exit status {proc.returncode}")
+        return None
+
+
+class BwrapSandbox(_LaunchingSandbox):
+    name, isolates_network = "bwrap", True
+    _sweep_on_exit = False  # its pid namespace dies with it
+
+    def __init__(self, bwrap: str = "bwrap", uids: range | None = DEFAULT_UIDS):
+        super().__init__(uids)
+        self.bwrap = bwrap
+
+    def _command(self, argv, limits, uid, status_fd):
+        args = [self.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+                "--chdir", "/tmp"]
+        if os.path.isdir("/run"):
+            args += ["--tmpfs", "/run"]
+        if os.geteuid() == 0:
+            # No user namespace: it would map the sandbox to uid 0, which RLIMIT_NPROC exempts.
+            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                     *_expose_interpreter()]
+        else:
+            args += ["--unshare-user"]
+        launcher = self._launcher(argv, limits, uid, status_fd)
+        return [*args, "--", *launcher], {**_ENV, "HOME": "/tmp", "TMPDIR": "/tmp"}, None
+
+    def _exit_code(self, code):
+        # bwrap exits with 128 + N when the command was killed by signal N
+        return 128 - code if code is not None and 128 < code < 128 + 65 else code
+
+
+class SubprocessSandbox(_LaunchingSandbox):
+    name, isolates_network = "subprocess", False
+
+    def __init__(self, uids: range | None = DEFAULT_UIDS, reason: str = "chosen explicitly"):
+        super().__init__(uids)
+        self.reason = reason
+        _warn_once(f"python graders run without network or file-system isolation ({reason}); "
+                   f"install bubblewrap (apt-get install bubblewrap) to isolate them")
+
+    def _command(self, argv, limits, uid, status_fd):
+        scratch = tempfile.mkdtemp(prefix="agentrft-sandbox-")
+        if uid is not None:
+            os.chown(scratch, uid, uid)
+        python = _fd_python() if uid is not None else None
+        launcher = self._launcher(argv, limits, uid, status_fd, python)
+        return launcher, {**_ENV, "HOME": scratch, "TMPDIR": scratch}, scratch
+
+    def _cleanup(self, cwd):
+        if cwd:
+            shutil.rmtree(cwd, ignore_errors=True)
+
+
+_default: Sandbox | None = None
+_default_lock = threading.Lock()
+
+
+def default_sandbox() -> Sandbox:
+    """BwrapSandbox if bubblewrap runs here, else SubprocessSandbox; chosen once per process."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            path = shutil.which("bwrap")
+            if path is None:
+                _default = SubprocessSandbox(reason="bubblewrap (bwrap) is not installed")
+            elif problem := BwrapSandbox(path).probe():
+                _default = SubprocessSandbox(reason=f"bwrap cannot start a sandbox: {problem}")
+            else:
+                _default = BwrapSandbox(path)
+        return _default
+
+
+async def _supervise(proc: asyncio.subprocess.Process, stdin: bytes, limits: SandboxLimits,
+                     sweep_uid: int | None) -> tuple[int | None, bytes, bytes, str | None]:
+    """Feed stdin, read capped output, enforce the wall clock, then kill the process group and
+    the processes of `sweep_uid`; (exit code, stdout, stderr, limit hit)."""
+    overflow = asyncio.Event()
+
+    async def feed() -> None:
+        try:
+            proc.stdin.write(stdin)
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it stopped reading: its exit status will say why
+        finally:
+            proc.stdin.close()
+
+    async def drain(stream: asyncio.StreamReader, buf: bytearray) -> None:
+        while chunk := await stream.read(1 << 16):
+            room = limits.output_bytes - len(buf)
+            buf += chunk[:max(room, 0)]
+            if len(chunk) > room:
+                overflow.set()  # keep reading (and dropping) so the writer is never stuck
+
+    out, err = bytearray(), bytearray()
+    io = [asyncio.ensure_future(feed()), asyncio.ensure_future(drain(proc.stdout, out)),
+          asyncio.ensure_future(drain(proc.stderr, err))]
+    exited = asyncio.ensure_future(_returncode(proc))
+    overflowed = asyncio.ensure_future(overflow.wait())
+    try:
+        done, _ = await asyncio.wait({exited, overflowed}, timeout=limits.wall_seconds,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        limit = None
+        if exited not in done:
+            limit = "output_bytes" if overflowed in done else "wall_seconds"
+        _killpg(proc.pid)  # the launcher's group: bwrap (its pid namespace dies with it), leftovers
+        code = await exited
+        if sweep_uid is not None:
+            _kill_uid(sweep_uid)  # forked processes that left the group may hold our pipes
+        _, pending = await asyncio.wait(io, timeout=2.0)
+        if pending:  # something beyond our reach holds a pipe (non-root fallback only)
+            proc._transport.close()  # noqa: SLF001 - asyncio has no public way to drop the pipes
+        return code, bytes(out), bytes(err), limit
+    finally:
+        _killpg(proc.pid)
+        for task in (*io, exited, overflowed):
+            task.cancel()
+
+
+async def _returncode(proc: asyncio.subprocess.Process) -> int:
+    """The exit status as soon as the process exits. (`proc.wait()` on Python 3.11 also waits
+    for the pipes to close, which a forked child that outlives the process may hold open.)"""
+    delay = 0.002
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.05)  # quick for fast graders, cheap for hundreds of slow ones
+    return proc.returncode
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every live process whose real uid is `uid`; repeat while a fork bomb refills."""
+    for _ in range(100):
+        found = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    fields = dict(line.split(":", 1) for line in f if ":" in line)
+                zombie = fields["State"].strip().startswith("Z")
+                if int(fields["Uid"].split()[0]) == uid and not zombie:
+                    os.kill(int(entry), signal.SIGKILL)
+                    found = True
+            except (OSError, KeyError, ValueError):
+                continue  # it exited while we looked
+        if not found:
+            return
+        time.sleep(0.001)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _UidPool:
+    """Uids in use by runs in this process; a uid is reused only after its processes are dead."""
+
+    def __init__(self) -> None:
+        self._busy: set[int] = set()
+        self._lock = threading.Lock()
+
+    def acquire_nowait(self, uids: range) -> int | None:
+        with self._lock:
+            for uid in uids:
+                if uid not in self._busy and not _uid_exists(uid):
+                    self._busy.add(uid)
+                    return uid
+        return None
+
+    async def acquire(self, uids: range) -> int:
+        while (uid := self.acquire_nowait(uids)) is None:
+            await asyncio.sleep(0.05)
+        return uid
+
+    def release(self, uid: int) -> None:
+        with self._lock:
+            self._busy.discard(uid)
+
+
+_UIDS = _UidPool()
+
+
+@functools.lru_cache(maxsize=None)
+def _uid_exists(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def _first_blocked(path: str) -> str | None:
+    """The highest proper ancestor of `path` that a stranger may not enter, if any."""
+    current = "/"
+    for part in path.strip("/").split("/")[:-1]:
+        current = os.path.join(current, part)
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            return current
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _expose_interpreter() -> tuple[str, ...]:
+    """bwrap args hiding unenterable ancestors of the interpreter behind a tmpfs, with the
+    interpreter (base prefix and venv) bound read-only at its own path inside."""
+    args: list[str] = []
+    hidden: set[str] = set()
+    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+        blocked = _first_blocked(prefix)
+        if blocked is None:
+            continue
+        if blocked not in hidden:
+            args += ["--tmpfs", blocked]
+            hidden.add(blocked)
+        current = blocked
+        for part in os.path.relpath(prefix, blocked).split("/")[:-1]:
+            current = os.path.join(current, part)
+            args += ["--perms", "0755", "--dir", current]
+        args += ["--ro-bind", prefix, prefix]
+    return tuple(args)
+
+
+@functools.lru_cache(maxsize=1)
+def _fd_python() -> dict | None:
+    """For the fallback: how the launcher reaches an interpreter under an unenterable directory
+    (None when a stranger can run it as it is). A venv there loses its site-packages."""
+    home = os.path.realpath(sys.base_prefix)
+    if _first_blocked(home) is None:
+        return None
+    exe = os.path.realpath(sys.executable)
+    return {"home": home, "rel": os.path.relpath(exe, home), "names": [sys.executable, exe]}
+
+
+_warned = False
+
+
+def _warn_once(message: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning(message)
