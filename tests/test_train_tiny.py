@@ -152,3 +152,27 @@ def test_cli_train_then_eval_a_checkpoint(tmp_path, tiny_model_dir, capsys):
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["samples_per_row"] == 2 and len(summary["per_row"]) == summary["rows"]
     assert job.hp.kl_coef == 0
+
+
+def test_pause_checkpoints_and_resume_finishes(tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    seen_checkpoints, events = [], []
+    requests = iter([None, "pause"])  # asked before step 1 and step 2
+    trainer = Trainer(make_job(tmp_path, tiny_model_dir, max_steps=3), run,
+                      control=lambda: next(requests, None),
+                      on_checkpoint=lambda step, path, m: seen_checkpoints.append((step, path.name)),
+                      on_event=lambda msg, level, data: events.append(msg))
+    asyncio.run(trainer.run_async())
+    assert trainer.outcome == "paused"
+    assert seen_checkpoints[-1] == (1, "step_000001")
+    assert any("paused after step 1" in e for e in events)
+    resumed = Trainer(make_job(tmp_path, tiny_model_dir, max_steps=3), run)
+    metrics = asyncio.run(resumed.run_async(resume=True))
+    assert resumed.outcome == "succeeded" and [m["step"] for m in metrics] == [0, 1, 2, 3]
+
+
+def test_cancel_stops_before_the_next_step(tmp_path, tiny_model_dir):
+    trainer = Trainer(make_job(tmp_path, tiny_model_dir, max_steps=3), tmp_path / "run",
+                      control=lambda: "cancel")
+    metrics = asyncio.run(trainer.run_async())
+    assert trainer.outcome == "cancelled" and [m["step"] for m in metrics] == [0]

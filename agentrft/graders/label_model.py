@@ -20,10 +20,11 @@ from __future__ import annotations
 from typing import Any
 
 from agentrft.errors import SpecError
-from agentrft.graders.model_judge import (
-    COMMON_OPTIONAL, Judge, JudgeMessage, JudgeParams, ModelGrader, check_keys,
-    judge_from_config, match_label, messages_from_config, params_from_config, string_field,
+from agentrft.graders.model_grader_config import (
+    COMMON_OPTIONAL, check_keys, judge_from_config, messages_from_config, params_from_config,
+    string_field,
 )
+from agentrft.graders.model_judge import Judge, JudgeMessage, JudgeParams, ModelGrader, match_label
 
 
 class LabelModelGrader(ModelGrader):

@@ -24,11 +24,11 @@ from __future__ import annotations
 from typing import Any
 
 from agentrft.errors import SpecError
-from agentrft.graders.model_judge import (
-    COMMON_OPTIONAL, Judge, JudgeMessage, JudgeParams, ModelGrader, check_keys,
-    judge_from_config, messages_from_config, number_field, params_from_config, parse_score,
-    string_field,
+from agentrft.graders.model_grader_config import (
+    COMMON_OPTIONAL, check_keys, judge_from_config, messages_from_config, number_field,
+    params_from_config, string_field,
 )
+from agentrft.graders.model_judge import Judge, JudgeMessage, JudgeParams, ModelGrader, parse_score
 
 
 class ScoreModelGrader(ModelGrader):

@@ -88,10 +88,25 @@ def training_sequences(rollouts: list[Rollout], job: JobSpec) -> tuple[list[Trai
 
 
 class Trainer:
+    """Runs one job. Hooks for whoever drives it (the CLI, the jobs worker):
+
+    - `on_step(StepReport)` after every step (step 0: the baseline eval);
+    - `on_checkpoint(step, path, metrics)` after every checkpoint is written;
+    - `on_event(message, level, data)` for every run event;
+    - `control()` before every step: "pause" checkpoints and stops, "cancel" stops.
+
+    After `run_async`, `outcome` is "succeeded", "paused" or "cancelled".
+    """
+
     def __init__(self, job: JobSpec, out_dir: str | Path, *, device: str = "cpu",
-                 on_step: Callable[[StepReport], None] | None = None):
+                 on_step: Callable[[StepReport], None] | None = None,
+                 on_checkpoint: Callable[[int, Path, dict[str, Any]], None] | None = None,
+                 on_event: Callable[[str, str, dict | None], None] | None = None,
+                 control: Callable[[], str | None] | None = None):
         self.job, self.device, self.on_step = job, device, on_step
-        self.run = RunDir(out_dir)
+        self.on_checkpoint, self.control = on_checkpoint, control
+        self.outcome: str | None = None
+        self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
         self.seed = job.effective_seed
         hp = job.hp
@@ -116,8 +131,11 @@ class Trainer:
         return {**rollout_metrics(rollouts, "valid"), "timing.eval": time.perf_counter() - t0}
 
     def _checkpoint(self, policy: Policy, step: int, metrics: dict[str, Any]) -> None:
-        save_checkpoint(self.run.path, step, policy, engine_generator=self.engine.generator,
-                        state={"metrics": {k: v for k, v in metrics.items() if "reward" in k}})
+        kept = {k: v for k, v in metrics.items() if "reward" in k}
+        path = save_checkpoint(self.run.path, step, policy, engine_generator=self.engine.generator,
+                               state={"metrics": kept})
+        if self.on_checkpoint:
+            self.on_checkpoint(step, path, kept)
 
     async def run_async(self, *, resume: bool = False) -> list[dict[str, Any]]:
         job, hp = self.job, self.job.hp
@@ -143,6 +161,16 @@ class Trainer:
                 self._report(0, baseline)
 
             for step in range(start, self.total_steps):
+                request = self.control() if self.control else None
+                if request == "pause":
+                    self._checkpoint(policy, step, {})
+                    self.run.log_event(f"paused after step {step}; a checkpoint holds the state")
+                    self.outcome = "paused"
+                    return self.run.read_metrics()
+                if request == "cancel":
+                    self.run.log_event(f"cancelled after step {step}")
+                    self.outcome = "cancelled"
+                    return self.run.read_metrics()
                 metrics = await self._train_step(step, policy, env)
                 done = step + 1
                 if done % hp.eval_every == 0 or done == self.total_steps:
@@ -152,6 +180,7 @@ class Trainer:
                 self.run.log_metrics(metrics)
                 self._report(done, metrics)
             self.run.log_event(f"finished {self.total_steps} steps")
+            self.outcome = "succeeded"
             return self.run.read_metrics()
         finally:
             for t in tools.values():

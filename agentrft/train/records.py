@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class RunDir:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *,
+                 on_event: Callable[[str, str, dict | None], None] | None = None):
+        """`on_event(message, level, data)` also receives every event (the jobs service
+        stores them)."""
+        self.on_event = on_event
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.metrics = self.path / "metrics.jsonl"
@@ -38,6 +42,8 @@ class RunDir:
         self._append(self.events, {"object": "fine_tuning.job.event", "type": "message",
                                    "level": level, "message": message, "data": data,
                                    "created_at": int(time.time())})
+        if self.on_event:
+            self.on_event(message, level, data)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.is_file():
