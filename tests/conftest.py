@@ -28,3 +28,18 @@ def tiny_model():
     from tests.tiny_model import tiny_llama
 
     return tiny_llama(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer):
+    """A Hugging Face directory holding the tiny random Llama and the bundled tokenizer:
+    a real model reference for the trainer, a few MB and milliseconds per step."""
+    from tests.tiny_model import tiny_llama
+
+    path = tmp_path_factory.mktemp("tiny-model")
+    model = tiny_llama(seed=0, vocab_size=len(tokenizer), hidden_size=32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

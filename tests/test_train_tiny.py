@@ -21,19 +21,6 @@ def length_grade(sample: dict, item: dict) -> float:
     return (len(sample["output_text"]) % 5) / 4
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, tokenizer):
-    from tests.tiny_model import tiny_llama
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    model = tiny_llama(seed=0, vocab_size=len(tokenizer), hidden_size=32)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
 def make_job(tmp_path, model_dir, *, max_steps, finetune="lora",
              grader="tests.test_train_tiny:length_grade"):
     task.write(tmp_path)

@@ -40,6 +40,9 @@ switches uid, sets the rlimits and execs the command. In the fallback the launch
 interpreter's prefix while still root and runs Python through /proc/self/fd/N with PYTHONHOME
 pointing there (the fd survives the uid switch; the path does not need to be enterable).
 
+Supervising a run (stdin, output caps, wall clock), killing its processes and the pool of
+per-run uids live in `agentrft.graders.sandbox_procs`.
+
 Example::
 
     sandbox = default_sandbox()
@@ -55,9 +58,7 @@ import functools
 import json
 import logging
 import os
-import pwd
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -66,6 +67,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Sequence
+
+from agentrft.graders.sandbox_procs import UID_POOL, kill_uid, read_all, supervise, uid_exists
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +178,7 @@ class _LaunchingSandbox(Sandbox):
 
     def __init__(self, uids: range | None = DEFAULT_UIDS):
         self.uids = uids if os.geteuid() == 0 else None  # only root can switch uid
-        if self.uids is not None and all(_uid_exists(uid) for uid in self.uids):
+        if self.uids is not None and all(uid_exists(uid) for uid in self.uids):
             raise ValueError(f"no free uid in {uids}: every one belongs to an existing user")
 
     @abc.abstractmethod
@@ -197,7 +200,7 @@ class _LaunchingSandbox(Sandbox):
 
     async def run(self, argv: Sequence[str], stdin: bytes, limits: SandboxLimits) -> SandboxResult:
         start = time.monotonic()
-        uid = await _UIDS.acquire(self.uids) if self.uids is not None else None
+        uid = await UID_POOL.acquire(self.uids) if self.uids is not None else None
         status_r, status_w = os.pipe()
         os.set_blocking(status_r, False)
         cwd = None
@@ -214,21 +217,21 @@ class _LaunchingSandbox(Sandbox):
             finally:
                 os.close(status_w)
             sweep = uid if self._sweep_on_exit else None
-            code, out, err, limit = await _supervise(proc, stdin, limits, sweep)
-            code, status = self._exit_code(code), _read_all(status_r)
+            code, out, err, limit = await supervise(proc, stdin, limits, sweep)
+            code, status = self._exit_code(code), read_all(status_r)
             if status.startswith(b"LE"):  # the launcher ran but could not exec argv
                 err = status[2:] + b"\n" + err
             return SandboxResult(status == b"L", code, out, err, limit, time.monotonic() - start)
         finally:  # also on cancellation: nothing of the run may outlive it
             os.close(status_r)
             if uid is not None:
-                _kill_uid(uid)
-                _UIDS.release(uid)
+                kill_uid(uid)
+                UID_POOL.release(uid)
             self._cleanup(cwd)
 
     def probe(self) -> str | None:
         """Run `python -c pass` inside; None when that works, else why it does not."""
-        uid = _UIDS.acquire_nowait(self.uids) if self.uids is not None else None
+        uid = UID_POOL.acquire_nowait(self.uids) if self.uids is not None else None
         status_r, status_w = os.pipe()
         cwd = None
         try:
@@ -242,8 +245,8 @@ class _LaunchingSandbox(Sandbox):
             os.close(status_w)
             os.close(status_r)
             if uid is not None:
-                _kill_uid(uid)
-                _UIDS.release(uid)
+                kill_uid(uid)
+                UID_POOL.release(uid)
             self._cleanup(cwd)
         if proc.returncode != 0:
             return (proc.stderr.decode(errors="replace").strip()[-500:]
@@ -321,141 +324,6 @@ def default_sandbox() -> Sandbox:
             else:
                 _default = BwrapSandbox(path)
         return _default
-
-
-async def _supervise(proc: asyncio.subprocess.Process, stdin: bytes, limits: SandboxLimits,
-                     sweep_uid: int | None) -> tuple[int | None, bytes, bytes, str | None]:
-    """Feed stdin, read capped output, enforce the wall clock, then kill the process group and
-    the processes of `sweep_uid`; (exit code, stdout, stderr, limit hit)."""
-    overflow = asyncio.Event()
-
-    async def feed() -> None:
-        try:
-            proc.stdin.write(stdin)
-            await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it stopped reading: its exit status will say why
-        finally:
-            proc.stdin.close()
-
-    async def drain(stream: asyncio.StreamReader, buf: bytearray) -> None:
-        while chunk := await stream.read(1 << 16):
-            room = limits.output_bytes - len(buf)
-            buf += chunk[:max(room, 0)]
-            if len(chunk) > room:
-                overflow.set()  # keep reading (and dropping) so the writer is never stuck
-
-    out, err = bytearray(), bytearray()
-    io = [asyncio.ensure_future(feed()), asyncio.ensure_future(drain(proc.stdout, out)),
-          asyncio.ensure_future(drain(proc.stderr, err))]
-    exited = asyncio.ensure_future(_returncode(proc))
-    overflowed = asyncio.ensure_future(overflow.wait())
-    try:
-        done, _ = await asyncio.wait({exited, overflowed}, timeout=limits.wall_seconds,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        limit = None
-        if exited not in done:
-            limit = "output_bytes" if overflowed in done else "wall_seconds"
-        _killpg(proc.pid)  # the launcher's group: bwrap (its pid namespace dies with it), leftovers
-        code = await exited
-        if sweep_uid is not None:
-            _kill_uid(sweep_uid)  # forked processes that left the group may hold our pipes
-        _, pending = await asyncio.wait(io, timeout=2.0)
-        if pending:  # something beyond our reach holds a pipe (non-root fallback only)
-            proc._transport.close()  # noqa: SLF001 - asyncio has no public way to drop the pipes
-        return code, bytes(out), bytes(err), limit
-    finally:
-        _killpg(proc.pid)
-        for task in (*io, exited, overflowed):
-            task.cancel()
-
-
-async def _returncode(proc: asyncio.subprocess.Process) -> int:
-    """The exit status as soon as the process exits. (`proc.wait()` on Python 3.11 also waits
-    for the pipes to close, which a forked child that outlives the process may hold open.)"""
-    delay = 0.002
-    while proc.returncode is None:
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.05)  # quick for fast graders, cheap for hundreds of slow ones
-    return proc.returncode
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every live process whose real uid is `uid`; repeat while a fork bomb refills."""
-    for _ in range(100):
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    fields = dict(line.split(":", 1) for line in f if ":" in line)
-                zombie = fields["State"].strip().startswith("Z")
-                if int(fields["Uid"].split()[0]) == uid and not zombie:
-                    os.kill(int(entry), signal.SIGKILL)
-                    found = True
-            except (OSError, KeyError, ValueError):
-                continue  # it exited while we looked
-        if not found:
-            return
-        time.sleep(0.001)
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(fd, 1 << 16)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class _UidPool:
-    """Uids in use by runs in this process; a uid is reused only after its processes are dead."""
-
-    def __init__(self) -> None:
-        self._busy: set[int] = set()
-        self._lock = threading.Lock()
-
-    def acquire_nowait(self, uids: range) -> int | None:
-        with self._lock:
-            for uid in uids:
-                if uid not in self._busy and not _uid_exists(uid):
-                    self._busy.add(uid)
-                    return uid
-        return None
-
-    async def acquire(self, uids: range) -> int:
-        while (uid := self.acquire_nowait(uids)) is None:
-            await asyncio.sleep(0.05)
-        return uid
-
-    def release(self, uid: int) -> None:
-        with self._lock:
-            self._busy.discard(uid)
-
-
-_UIDS = _UidPool()
-
-
-@functools.lru_cache(maxsize=None)
-def _uid_exists(uid: int) -> bool:
-    try:
-        pwd.getpwuid(uid)
-        return True
-    except KeyError:
-        return False
 
 
 def _first_blocked(path: str) -> str | None:

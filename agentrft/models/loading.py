@@ -19,6 +19,18 @@ from agentrft.models.bundled import BUNDLED, bundled_model_dir
 def resolve_model_dir(ref: str) -> Path:
     if ref in BUNDLED:
         return bundled_model_dir(ref)
+    if ref.startswith("ft:"):  # a fine-tuned model of the jobs service
+        from agentrft.jobs.store import JobStore, default_data_dir
+
+        store = JobStore(default_data_dir())
+        try:
+            path = store.resolve_model_name(ref)
+        finally:
+            store.close()
+        if path is None:
+            raise ModelLoadError(f"no fine-tuned model {ref!r} in {default_data_dir()} "
+                                 f"(set AGENTRFT_DATA_DIR to the server's --data-dir)")
+        return Path(path)
     path = Path(ref).expanduser()
     if not path.is_dir():
         raise ModelLoadError(f"model {ref!r} is neither a bundled model ({', '.join(BUNDLED)}) "
