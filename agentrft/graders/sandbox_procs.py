@@ -11,10 +11,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import os
 import pwd
 import signal
+import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -122,18 +124,30 @@ def read_all(fd: int) -> bytes:
 
 
 class UidPool:
-    """Uids in use by runs in this process; a uid is reused only after its processes are dead."""
+    """Uids in use by sandbox runs on this machine. A uid is held with an exclusive lock on a
+    file of its own, so two processes (the API's graders endpoint and a training worker, or
+    two test runs) never hand out the same uid, and so never kill each other's processes.
+    The lock dies with its holder, so a crashed process frees its uids."""
 
-    def __init__(self) -> None:
-        self._busy: set[int] = set()
+    def __init__(self, lock_dir: str | None = None) -> None:
+        self._held: dict[int, int] = {}  # uid -> lock file descriptor
         self._lock = threading.Lock()
+        self._dir = lock_dir or os.path.join(tempfile.gettempdir(), "agentrft-sandbox-uids")
 
     def acquire_nowait(self, uids: range) -> int | None:
         with self._lock:
+            os.makedirs(self._dir, mode=0o700, exist_ok=True)
             for uid in uids:
-                if uid not in self._busy and not uid_exists(uid):
-                    self._busy.add(uid)
-                    return uid
+                if uid in self._held or uid_exists(uid):
+                    continue
+                fd = os.open(os.path.join(self._dir, str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue
+                self._held[uid] = fd
+                return uid
         return None
 
     async def acquire(self, uids: range) -> int:
@@ -143,7 +157,9 @@ class UidPool:
 
     def release(self, uid: int) -> None:
         with self._lock:
-            self._busy.discard(uid)
+            fd = self._held.pop(uid, None)
+            if fd is not None:
+                os.close(fd)  # closing drops the lock
 
 
 UID_POOL = UidPool()
