@@ -5,6 +5,9 @@
     agentrft validate JOB.yaml
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
+    agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda]
+    agentrft jobs create JOB.yaml | list | get ID | events ID [--follow] | checkpoints ID
+                  | pause ID | resume ID | cancel ID
 """
 
 from __future__ import annotations
@@ -142,6 +145,20 @@ def cmd_graders_validate(args) -> int:
     return 0
 
 
+def cmd_server(args) -> int:
+    import os
+
+    from agentrft.jobs.store import default_data_dir
+    from agentrft.server.run import serve
+
+    keys = list(args.api_key)
+    if os.environ.get("AGENTRFT_API_KEY"):
+        keys.append(os.environ["AGENTRFT_API_KEY"])
+    serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
+          else default_data_dir(), api_keys=keys, device=args.device, workers=args.workers)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentrft", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +184,21 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools")
     v.add_argument("job")
     v.set_defaults(fn=cmd_validate)
+    s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--data-dir", help="store, uploads and runs (default: AGENTRFT_DATA_DIR or "
+                                      "~/.local/share/agentrft)")
+    s.add_argument("--api-key", action="append", default=[],
+                   help="accepted key (repeatable; also AGENTRFT_API_KEY)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--workers", type=int, default=1, help="jobs trained at once")
+    s.set_defaults(fn=cmd_server)
+
+    from agentrft.jobs.client_cli import add_parser as add_jobs_parser
+
+    add_jobs_parser(sub)
+
     g = sub.add_parser("graders", help="run or validate a grader config")
     gsub = g.add_subparsers(dest="graders_command", required=True)
     gr = gsub.add_parser("run", help="grade one sample; prints OpenAI's graders-run response")

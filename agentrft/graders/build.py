@@ -42,6 +42,8 @@ def build_grader(config: dict[str, Any]) -> Grader:
         raise SpecError(f"expected an object, got {type(config).__name__}", field="grader")
     if "type" not in config:
         raise SpecError("missing key 'type'", field="grader.type")
+    if not isinstance(config["type"], str):
+        raise SpecError(f"expected a string, got {type(config['type']).__name__}", field="grader.type")
     factory = _FACTORIES.get(config["type"])
     if factory is None:
         raise SpecError(f"unknown grader type {config['type']!r} (known: "

@@ -82,11 +82,11 @@ async def validate_files(store: JobStore, job_id: str) -> None:
                 await t.aclose()
     except (SpecError, NotFound) as e:
         store.set_status(job_id, "failed", expect=("validating_files",), error=error_object(e))
-        store.add_event(job_id, f"validation failed: {e}", level="error")
+        store.add_event(job_id, f"validation failed: {error_object(e)['message']}", level="error")
         return
-    except AgentRFTError as e:
+    except Exception as e:  # noqa: BLE001 - anything else is still this job's failure
         store.set_status(job_id, "failed", expect=("validating_files",), error=error_object(e))
-        store.add_event(job_id, f"validation failed: {e}", level="error")
+        store.add_event(job_id, f"validation failed: {error_object(e)['message']}", level="error")
         return
     if store.set_status(job_id, "queued", expect=("validating_files",)):
         store.add_event(job_id, "files validated; job queued")
@@ -98,12 +98,15 @@ def validate_files_sync(store: JobStore, job_id: str) -> None:
 
 def error_object(e: Exception) -> dict[str, Any]:
     """A job's `error` field: OpenAI's {code, message, param}; param names file:line:field."""
-    param = None
+    param, message = None, str(e)
     if isinstance(e, SpecError):
         parts = [p for p in (Path(e.file).name if e.file else None,
                              str(e.line) if e.line is not None else None, e.field) if p]
         param = ":".join(parts) or None
-    return {"code": type(e).__name__, "message": str(e), "param": param}
+        if e.file:  # name the uploaded file by its id, not by where the server keeps it
+            message = message.replace(e.file, Path(e.file).name)
+    code = type(e).__name__ if isinstance(e, AgentRFTError) else "internal_error"
+    return {"code": code, "message": message, "param": param}
 
 
 def request(store: JobStore, job_id: str, action: str) -> dict[str, Any]:

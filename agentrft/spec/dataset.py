@@ -77,8 +77,12 @@ def load_dataset(path: str | Path) -> list[DatasetRow]:
     if not path.is_file():
         raise SpecError("dataset file not found", file=str(path))
     rows: list[DatasetRow] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, text in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise SpecError(f"not UTF-8 text (byte {e.start})", file=str(path), line=lineno) from None
             if not text.strip():
                 continue
             try:

@@ -83,7 +83,7 @@ class Hyperparameters(BaseModel):
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
     max_discarded_fraction: float = Field(default=0.5, ge=0, le=1)  # more in a step: pause
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs, tests)
-    seed: int | None = None  # overrides the job's top-level seed
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)  # overrides the top-level seed
 
     @model_validator(mode="after")
     def _positive(self) -> "Hyperparameters":
@@ -161,7 +161,7 @@ class JobSpec(BaseModel):
     training_file: str
     validation_file: str | None = None
     suffix: str | None = Field(default=None, max_length=64)
-    seed: int = 42
+    seed: int = Field(default=42, ge=0, le=2**63 - 1)
     metadata: dict[str, str] | None = None
     method: Method
 

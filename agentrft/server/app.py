@@ -1,0 +1,267 @@
+"""The HTTP API: OpenAI's fine-tuning, files and graders paths over a `JobStore`.
+
+    POST /v1/files                                  upload a JSONL dataset (multipart)
+    GET  /v1/files/{file_id}
+    POST /v1/fine_tuning/jobs                       create (starts in validating_files)
+    GET  /v1/fine_tuning/jobs                       ?after= &limit= &metadata[k]=v
+    GET  /v1/fine_tuning/jobs/{job_id}
+    POST /v1/fine_tuning/jobs/{job_id}/cancel|pause|resume
+    GET  /v1/fine_tuning/jobs/{job_id}/events       ?after= &limit=
+    GET  /v1/fine_tuning/jobs/{job_id}/checkpoints  ?after= &limit=
+    POST /v1/fine_tuning/alpha/graders/run
+    POST /v1/fine_tuning/alpha/graders/validate
+    GET  /v1/models, /v1/models/{model}
+    GET  /health                                    (no API key needed)
+
+Routes are thin: the work is `agentrft.jobs.service` and `agentrft.graders.api`; the error
+shape and the status of each domain error are in `errors.py`; the API key and body caps in
+`middleware.py`. The worker process trains; nothing here does.
+
+    app = create_app(JobStore("data"), api_keys=["sk-local"])
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import threading
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Body, FastAPI, File, Form, Query, Request
+from fastapi import UploadFile
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from agentrft import __version__
+from agentrft.errors import SpecError
+from agentrft.graders.api import run_grader, validate_grader
+from agentrft.jobs import service
+from agentrft.jobs.store import JobStore
+from agentrft.models.bundled import BUNDLED
+from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
+from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
+from agentrft.server.middleware import GuardMiddleware
+
+MiB = 2**20
+UPLOAD_PATH = "/v1/files"
+MULTIPART_SLACK = MiB  # boundaries and part headers around an upload at the cap
+SQLITE_INT_MAX = 2**63 - 1
+_METADATA_KEY = re.compile(r"metadata\[(.+)\]")
+
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+class GraderRunRequest(BaseModel):
+    """OpenAI's graders-run body; `model_sample` may also be a full sample object."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    grader: dict[str, Any]
+    model_sample: str | dict[str, Any]
+    item: dict[str, Any] | None = None
+
+
+class GraderValidateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grader: dict[str, Any]
+
+
+def public_file(record: dict[str, Any]) -> dict[str, Any]:
+    """The store's file record without its local path (never sent to a client)."""
+    return {k: v for k, v in record.items() if not k.startswith("_")}
+
+
+def page(data: list[dict[str, Any]], has_more: bool, **extra: Any) -> dict[str, Any]:
+    return {"object": "list", "data": data, "has_more": has_more, **extra}
+
+
+def path_scrubber(store: JobStore):
+    """A function replacing the store's local file paths in any string of an object by the
+    file ids they end in: a validation error names `file-abc:3`, not `/srv/data/files/...`."""
+    prefix = str(store.data_dir / "files") + os.sep
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(prefix, "") if prefix in value else value
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return value
+
+    return scrub
+
+
+def validate_job_files(store: JobStore, job_id: str) -> None:
+    """The validating_files stage. A crash in it (a bug, not a bad input: those fail the job
+    with a message) fails the job too, rather than leaving it in validating_files forever."""
+    try:
+        service.validate_files_sync(store, job_id)
+    except Exception as e:  # noqa: BLE001 - logged with its traceback; the job says why
+        log.exception("validating files of %s crashed", job_id)
+        error = {"code": "internal_error", "param": None,
+                 "message": f"file validation crashed: {type(e).__name__}: {e}"}
+        if store.set_status(job_id, "failed", expect=("validating_files",), error=error):
+            store.add_event(job_id, error["message"], level="error")
+
+
+def create_app(store: JobStore, *, api_keys: list[str] | None = None,
+               validate_in_background: bool = True, max_body_bytes: int = 10 * MiB,
+               max_upload_bytes: int = 512 * MiB) -> FastAPI:
+    """The API over `store`. `api_keys`: when non-empty, every /v1 route wants one as a
+    bearer token. `validate_in_background=False` validates a new job's files before the
+    create request returns (deterministic, for tests). Bodies over `max_body_bytes` and
+    uploads over `max_upload_bytes` are refused with a 413."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # jobs a stopped server left in validating_files would otherwise wait forever
+        stuck = [j["id"] for j in store.list_jobs(limit=10**9)[0]
+                 if j["status"] == "validating_files"]
+        if stuck:
+            log.info("validating the files of %d job(s) left in validating_files", len(stuck))
+            revalidate = lambda: [validate_job_files(store, job_id) for job_id in stuck]  # noqa: E731
+            if validate_in_background:
+                threading.Thread(target=revalidate, daemon=True, name="revalidate").start()
+            else:
+                await run_in_threadpool(revalidate)
+        yield
+
+    app = FastAPI(title="agentrft", version=__version__, redirect_slashes=False,
+                  default_response_class=SafeJSONResponse, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, api_keys=list(api_keys or []),
+                       max_body_bytes=max_body_bytes, upload_path=UPLOAD_PATH,
+                       max_upload_body_bytes=max_upload_bytes + MULTIPART_SLACK)
+    app.add_middleware(CatchAllMiddleware)  # added last: outermost
+    api = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
+    scrub = path_scrubber(store)  # job errors and events name files by their local paths
+
+    def job_or_404(job_id: str) -> dict[str, Any]:
+        job = store.get_job(job_id)
+        if job is None:
+            raise service.NotFound(f"no job with id {job_id!r}")
+        return scrub(job)
+
+    # --- files -----------------------------------------------------------------------------
+
+    @api.post("/files")
+    def upload_file(file: UploadFile = File(...), purpose: str = Form(...)) -> dict[str, Any]:
+        if purpose != "fine-tune":
+            raise APIError(400, f"purpose must be 'fine-tune' (got {purpose!r})",
+                           param="purpose", code="invalid_value")
+        content = file.file.read(max_upload_bytes + 1)
+        if len(content) > max_upload_bytes:
+            raise APIError(413, f"file too large (the limit is {max_upload_bytes} bytes)",
+                           param="file", code="file_too_large")
+        return public_file(store.add_file(file.filename or "upload.jsonl", purpose, content))
+
+    @api.get("/files/{file_id}")
+    def get_file(file_id: str) -> dict[str, Any]:
+        record = store.get_file(file_id)
+        if record is None:
+            raise service.NotFound(f"no file with id {file_id!r}")
+        return public_file(record)
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    @api.post("/fine_tuning/jobs")
+    def create_job(background: BackgroundTasks, body: dict[str, Any] = Body(...)
+                   ) -> dict[str, Any]:
+        seed = body.get("seed")
+        if isinstance(seed, int) and not -SQLITE_INT_MAX - 1 <= seed <= SQLITE_INT_MAX:
+            # JobSpec takes any int; the store's SQLite column cannot hold this one
+            raise SpecError("must fit in 64 bits", field="seed")
+        try:
+            job = service.create_job(store, body)
+        except service.NotFound as e:
+            # OpenAI answers an unknown file id with a 400 that names the field
+            param = next((k for k in ("training_file", "validation_file")
+                          if isinstance(body.get(k), str) and store.get_file(body[k]) is None),
+                         None)
+            raise APIError(400, str(e), param=param, code="file_not_found") from None
+        if validate_in_background:
+            background.add_task(validate_job_files, store, job["id"])
+            return scrub(job)
+        validate_job_files(store, job["id"])
+        return job_or_404(job["id"])
+
+    @api.get("/fine_tuning/jobs")
+    def list_jobs(request: Request, after: str | None = None, limit: Limit = 20
+                  ) -> dict[str, Any]:
+        metadata = {m.group(1): v for k, v in request.query_params.multi_items()
+                    if (m := _METADATA_KEY.fullmatch(k))}
+        data, has_more = store.list_jobs(after=after, limit=limit, metadata=metadata or None)
+        return page(scrub(data), has_more)
+
+    @api.get("/fine_tuning/jobs/{job_id}")
+    def get_job(job_id: str) -> dict[str, Any]:
+        return job_or_404(job_id)
+
+    def action(name: str):
+        def handler(job_id: str) -> dict[str, Any]:
+            return scrub(service.request(store, job_id, name))
+
+        handler.__name__ = f"{name}_job"
+        return handler
+
+    for name in ("cancel", "pause", "resume"):
+        api.post(f"/fine_tuning/jobs/{{job_id}}/{name}")(action(name))
+
+    @api.get("/fine_tuning/jobs/{job_id}/events")
+    def list_events(job_id: str, after: str | None = None, limit: Limit = 20
+                    ) -> dict[str, Any]:
+        job_or_404(job_id)
+        data, has_more = store.list_events(job_id, after=after, limit=limit)
+        return page(scrub(data), has_more)
+
+    @api.get("/fine_tuning/jobs/{job_id}/checkpoints")
+    def list_checkpoints(job_id: str, after: str | None = None,
+                         limit: Limit = 10) -> dict[str, Any]:
+        job_or_404(job_id)
+        data, has_more = store.list_checkpoints(job_id, after=after, limit=limit)
+        return page(data, has_more, first_id=data[0]["id"] if data else None,
+                    last_id=data[-1]["id"] if data else None)
+
+    # --- graders ---------------------------------------------------------------------------
+
+    @api.post("/fine_tuning/alpha/graders/run")
+    def grader_run(body: GraderRunRequest) -> dict[str, Any]:
+        # a fresh event loop in this worker thread: a slow grader holds no other request
+        return asyncio.run(run_grader(body.grader, body.model_sample, body.item))
+
+    @api.post("/fine_tuning/alpha/graders/validate")
+    def grader_validate(body: GraderValidateRequest) -> dict[str, Any]:
+        validate_grader(body.grader)
+        return {"grader": body.grader}
+
+    # --- models ----------------------------------------------------------------------------
+
+    def models() -> list[dict[str, Any]]:
+        out = [{"id": name, "object": "model", "created": 0, "owned_by": "agentrft"}
+               for name in BUNDLED]
+        jobs, _ = store.list_jobs(limit=10**9)
+        out += [{"id": j["fine_tuned_model"], "object": "model",
+                 "created": j["finished_at"] or j["created_at"], "owned_by": j["organization_id"]}
+                for j in jobs if j["status"] == "succeeded" and j["fine_tuned_model"]]
+        return out
+
+    @api.get("/models")
+    def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": models()}
+
+    @api.get("/models/{model}")
+    def get_model(model: str) -> dict[str, Any]:
+        found = next((m for m in models() if m["id"] == model), None)
+        if found is None:
+            raise service.NotFound(f"no model named {model!r}")
+        return found
+
+    app.include_router(api)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

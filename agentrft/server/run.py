@@ -1,0 +1,94 @@
+"""`agentrft server`: the HTTP API in this process, the training worker in another.
+
+The worker is a child process (`python -m agentrft.jobs.worker`), restarted if it dies; a
+job it left running resumes from its last checkpoint. Without an API key the server binds
+to loopback only, whatever --host says.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("agentrft.server")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class WorkerSupervisor:
+    """Keeps `count` worker processes running until stopped."""
+
+    def __init__(self, data_dir: Path, *, device: str, count: int = 1, restart_delay_s: float = 1.0):
+        self.data_dir, self.device, self.count = data_dir, device, count
+        self.restart_delay_s = restart_delay_s
+        self.procs: list[subprocess.Popen | None] = [None] * count
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="worker-supervisor")
+
+    def _spawn(self) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "agentrft.jobs.worker", "--data-dir", str(self.data_dir),
+               "--device", self.device]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        log.info("worker started (pid %d)", proc.pid)
+        return proc
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            for i, proc in enumerate(self.procs):
+                if proc is None or proc.poll() is not None:
+                    if proc is not None:
+                        log.warning("worker pid %d exited with %s; restarting", proc.pid,
+                                    proc.returncode)
+                        time.sleep(self.restart_delay_s)
+                    if not self._stop.is_set():
+                        self.procs[i] = self._spawn()
+            self._stop.wait(0.5)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for proc in self.procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p is not None and p.poll() is None]
+
+
+def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: str = "cpu",
+          workers: int = 1) -> None:
+    import uvicorn
+
+    from agentrft.jobs.store import JobStore
+    from agentrft.server.app import create_app
+
+    if not api_keys and host not in LOOPBACK:
+        print(f"agentrft server: no API key given (--api-key or AGENTRFT_API_KEY): binding to "
+              f"127.0.0.1 instead of {host}", file=sys.stderr)
+        host = "127.0.0.1"
+    elif not api_keys:
+        print("agentrft server: no API key given; serving on loopback only, without auth",
+              file=sys.stderr)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(data_dir)
+    supervisor = WorkerSupervisor(data_dir, device=device, count=workers)
+    supervisor.start()
+    print(f"agentrft server: http://{host}:{port}/v1 (data {data_dir}, {workers} worker(s) on "
+          f"{device}, pid {os.getpid()})", file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(create_app(store, api_keys=api_keys), host=host, port=port, log_level="warning")
+    finally:
+        supervisor.stop()
+        store.close()
