@@ -157,3 +157,48 @@ def test_worker_killed_mid_job_resumes_after_restart(tmp_path, dataset, tiny_mod
         assert any("resum" in m for m in messages)
     finally:
         server.stop()
+
+
+def test_jobs_cli_and_ft_model_names_with_secrets_redacted(tmp_path, dataset, tiny_model_dir,
+                                                           capsys, monkeypatch):
+    from agentrft.cli import main
+    from tests.tool_server import LoopbackToolServer
+
+    data = tmp_path / "data"
+    server = Server(data, free_port())
+    secret = "Bearer sk-tool-secret-000111"
+    try:
+        with LoopbackToolServer(lookup={"Ann": "12"}) as tools:
+            job_file = tmp_path / "job.yaml"
+            m = method(2)
+            m["reinforcement"]["tools"] = [{"name": "lookup", "server_url": tools.url("/lookup"),
+                                            "headers": {"Authorization": secret}}]
+            job_file.write_text(json.dumps({"model": str(tiny_model_dir), "suffix": "cli",
+                                            "training_file": str(dataset / "train.jsonl"),
+                                            "validation_file": str(dataset / "valid.jsonl"),
+                                            "method": m}))
+            base = ["jobs", "--base-url", f"http://127.0.0.1:{server.port}/v1", "--api-key", KEY]
+            assert main(base + ["create", str(job_file)]) == 0
+            job_id = json.loads(capsys.readouterr().out)["id"]
+            assert main(base + ["events", job_id, "--follow", "--interval", "0.3"]) == 0
+            followed = capsys.readouterr().out
+            assert "Step 2/2" in followed and f"job {job_id}: succeeded" in followed
+            assert main(base + ["get", job_id]) == 0
+            job = json.loads(capsys.readouterr().out)
+            assert job["status"] == "succeeded"
+            assert main(base + ["checkpoints", job_id]) == 0
+            assert json.loads(capsys.readouterr().out)["data"]
+            # `ft:` names resolve through the server's data directory
+            monkeypatch.setenv("AGENTRFT_DATA_DIR", str(data))
+            assert main(["eval", str(job_file), "--model", job["fine_tuned_model"], "--samples", "1",
+                         "--out", str(tmp_path / "eval")]) == 0
+            assert "model ft:" in capsys.readouterr().out
+        # the tool key appears nowhere the server writes: store, events, run directory
+        assert secret not in json.dumps(job)
+        for path in (data / "runs" / job_id).rglob("*"):
+            if path.is_file() and path.suffix in (".json", ".jsonl", ".log"):
+                assert secret not in path.read_text(errors="replace"), path
+        assert main(base + ["cancel", job_id]) == 2  # already succeeded: a clear error
+        assert "400" in capsys.readouterr().err
+    finally:
+        server.stop()

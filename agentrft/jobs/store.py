@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from agentrft.spec.secrets import redact
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUSES = ("validating_files", "queued", "running", "paused") + TERMINAL
 
@@ -282,16 +284,3 @@ class JobStore:
             return None
         rows = self.checkpoint_rows(job["id"])
         return rows[-1]["path"] if rows else None
-
-
-SECRET_KEYS = {"headers", "api_key", "authorization"}
-
-
-def redact(value: Any) -> Any:
-    """A copy with tool headers and keys replaced: they never leave the store."""
-    if isinstance(value, dict):
-        return {k: ("[redacted]" if k.lower() in SECRET_KEYS and value[k] else redact(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value

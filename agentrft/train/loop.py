@@ -13,6 +13,7 @@ with an eval and a checkpoint every `eval_interval` steps.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from agentrft.rollout.loop import RolloutEnv, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
 from agentrft.spec.job import JobSpec
+from agentrft.spec.secrets import redact
 from agentrft.train.advantages import group_advantages
 from agentrft.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from agentrft.train.loss import TrainSequence
@@ -154,7 +156,8 @@ class Trainer:
                 self.run.log_event(f"resumed from {checkpoint.name} (step {start})")
             else:
                 self.run.truncate_after(-1)
-                (self.run.path / "job.json").write_text(job.model_dump_json(indent=2))
+                spec = redact(json.loads(job.model_dump_json()))  # no tool headers on disk
+                (self.run.path / "job.json").write_text(json.dumps(spec, indent=2))
                 self._announce(policy, env)
                 baseline = {"step": 0, **await self._evaluate(env, 0)}
                 self.run.log_metrics(baseline)
