@@ -1,5 +1,6 @@
 """The `agentrft` command.
 
+    agentrft demo [--quick] [--device cpu|cuda] [--out DIR]
     agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda]
     agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
     agentrft validate JOB.yaml
@@ -159,6 +160,13 @@ def cmd_server(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from examples.finqa_lite.demo import run_demo
+
+    run_demo(args.out, quick=args.quick, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentrft", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools")
     v.add_argument("job")
     v.set_defaults(fn=cmd_validate)
+    d = sub.add_parser("demo", help="FinQA-lite: baseline eval, RL training, final eval, report")
+    d.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", default="runs/demo")
+    d.set_defaults(fn=cmd_demo)
+
     s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)

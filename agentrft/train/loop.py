@@ -104,8 +104,11 @@ class Trainer:
                  on_step: Callable[[StepReport], None] | None = None,
                  on_checkpoint: Callable[[int, Path, dict[str, Any]], None] | None = None,
                  on_event: Callable[[str, str, dict | None], None] | None = None,
-                 control: Callable[[], str | None] | None = None):
+                 control: Callable[[], str | None] | None = None, evaluate: bool = True):
+        """`evaluate=False` skips the validation evals (the baseline and every eval_interval),
+        for a caller that evaluates on its own; checkpoints are still written."""
         self.job, self.device, self.on_step = job, device, on_step
+        self.evaluate = evaluate
         self.on_checkpoint, self.control = on_checkpoint, control
         self.outcome: str | None = None
         self.run = RunDir(out_dir, on_event=on_event)
@@ -123,7 +126,7 @@ class Trainer:
 
     async def _evaluate(self, env: RolloutEnv, step: int) -> dict[str, Any]:
         rows = self.validated.valid_rows
-        if not rows:
+        if not rows or not self.evaluate:
             return {}
         t0 = time.perf_counter()
         n = self.job.hp.samples_per_eval_row

@@ -1,0 +1,127 @@
+"""`agentrft demo`: the FinQA-lite walkthrough end to end on the bundled model.
+
+    1. build the corpus (2,800 reports) and the questions, if missing (cached)
+    2. start the tool server (search / list / cat) on loopback, with a bearer token
+    3. baseline eval: every validation row `samples` times (per-row best, mean, spread)
+    4. RL training on the training questions
+    5. final eval of the trained model, the same way
+    6. report: HTML + PNGs (variance plot, reward curves, tool calls per tool before/after,
+       Δreward vs Δtool-calls scatter) and a summary table on the terminal
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentrft.models.bundled import cache_root
+from agentrft.spec.job import JobSpec
+from examples.finqa_lite.grading import GRADER
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    n_valid: int
+    n_train: int
+    samples: int  # rollouts per validation row in the baseline and final evals
+    steps: int
+    batch_size: int
+    max_new_tokens: int
+
+
+FULL = DemoConfig(n_valid=24, n_train=200, samples=3, steps=6, batch_size=4, max_new_tokens=64)
+QUICK = DemoConfig(n_valid=8, n_train=40, samples=2, steps=2, batch_size=2, max_new_tokens=48)
+
+
+def job_spec(cfg: DemoConfig, data: Path, urls: dict[str, str], token: str) -> JobSpec:
+    headers = {"Authorization": f"Bearer {token}"}
+    return JobSpec.model_validate({
+        "model": "bundled:smollm2-135m-instruct",
+        "training_file": str(data / "train.jsonl"), "validation_file": str(data / "valid.jsonl"),
+        "seed": 0, "suffix": "finqa-lite",
+        "method": {"type": "reinforcement", "reinforcement": {
+            "grader": GRADER,
+            "tools": [{"name": name, "server_url": url, "headers": headers} for name, url in urls.items()],
+            "max_episode_steps": 10,
+            "hyperparameters": {"batch_size": cfg.batch_size, "compute_multiplier": 1,
+                                "eval_interval": cfg.steps, "eval_samples": cfg.samples,
+                                "max_new_tokens": cfg.max_new_tokens, "max_rollout_tokens": 3072,
+                                "max_steps": cfg.steps, "n_epochs": 1}}}})
+
+
+def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
+    """The corpus (cached across runs) and this run's question files."""
+    from examples.finqa_lite import corpus as corpus_mod
+    from examples.finqa_lite import questions
+
+    corpus_dir = cache_root() / "finqa_lite" / "corpus-seed0"
+    corpus_mod.write_corpus(corpus_dir, seed=0)
+    corpus = corpus_mod.generate_corpus(seed=0)
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    train, valid = questions.make_rows(corpus, seed=0, n_train=cfg.n_train, n_valid=cfg.n_valid)
+    for name, rows in (("train.jsonl", train), ("valid.jsonl", valid)):
+        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return corpus_dir, data
+
+
+def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
+             progress=print) -> dict[str, Any]:
+    from agentrft.analysis.report import format_summary_table, write_report
+    from agentrft.train.evaluate import evaluate
+    from agentrft.train.loop import Trainer
+    from examples.finqa_lite.server import ToolServer
+
+    cfg = QUICK if quick else FULL
+    out = Path(out)
+    started = time.perf_counter()
+    progress(f"[1/6] corpus and questions ({cfg.n_train} train, {cfg.n_valid} validation)")
+    corpus_dir, data = prepare_data(out, cfg)
+    token = secrets.token_urlsafe(16)
+    with ToolServer(corpus_dir, token=token, cache_dir=cache_root() / "finqa_lite" / "cache") as server:
+        progress(f"[2/6] tool server on {server.url('search').rsplit('/', 1)[0]}")
+        urls = {name: server.url(name) for name in ("search", "list", "cat")}
+        job = job_spec(cfg, data, urls, token)
+        timings: dict[str, float] = {}
+
+        t0 = time.perf_counter()
+        progress(f"[3/6] baseline eval: {cfg.n_valid} rows × {cfg.samples}")
+        evaluate(job, samples=cfg.samples, out_dir=out / "baseline", device=device)
+        timings["baseline_eval_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        progress(f"[4/6] training: {cfg.steps} steps of {cfg.batch_size} rows × "
+                 f"{job.hp.group_size} rollouts")
+
+        def on_step(report) -> None:
+            m = report.metrics
+            if report.step:
+                progress(f"      step {report.step}/{report.total_steps}: reward "
+                         f"{m.get('train_reward_mean') or 0:.3f}, tool calls/rollout "
+                         f"{m.get('tool_calls_per_rollout') or 0:.2f}, "
+                         f"{m.get('timing.full_iteration', 0):.0f} s")
+
+        trainer = Trainer(job, out / "run", device=device, on_step=on_step, evaluate=False)
+        asyncio.run(trainer.run_async())
+        timings["training_s"] = time.perf_counter() - t0
+        final_ckpt = sorted((out / "run" / "checkpoints").glob("step_*"))[-1]
+
+        t0 = time.perf_counter()
+        progress(f"[5/6] final eval of {final_ckpt.name}")
+        evaluate(job, model_ref=str(final_ckpt), samples=cfg.samples, out_dir=out / "final",
+                 device=device)
+        timings["final_eval_s"] = time.perf_counter() - t0
+
+    timings["total_s"] = time.perf_counter() - started
+    progress("[6/6] report")
+    summary = write_report(out / "report", out / "baseline", out / "final", run_dir=out / "run",
+                           title="FinQA-lite: bundled SmolLM2-135M before and after RL",
+                           timings=timings)
+    progress(format_summary_table(summary))
+    progress(f"report: {out / 'report' / 'report.html'}")
+    return summary
