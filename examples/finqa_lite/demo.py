@@ -121,7 +121,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     progress("[6/6] report")
     summary = write_report(out / "report", out / "baseline", out / "final", run_dir=out / "run",
                            title="FinQA-lite: bundled SmolLM2-135M before and after RL",
-                           timings=timings)
+                           wall_times=timings)
     progress(format_summary_table(summary))
     progress(f"report: {out / 'report' / 'report.html'}")
     return summary
