@@ -83,7 +83,8 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     progress(f"[1/6] corpus and questions ({cfg.n_train} train, {cfg.n_valid} validation)")
     corpus_dir, data = prepare_data(out, cfg)
     token = secrets.token_urlsafe(16)
-    with ToolServer(corpus_dir, token=token, cache_dir=cache_root() / "finqa_lite" / "cache") as server:
+    with ToolServer(corpus_dir, token=token, cache_dir=cache_root() / "finqa_lite" / "cache",
+                    build_index=True) as server:  # the index is built (or loaded) before timing
         progress(f"[2/6] tool server on {server.url('search').rsplit('/', 1)[0]}")
         urls = {name: server.url(name) for name in ("search", "list", "cat")}
         job = job_spec(cfg, data, urls, token)
