@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -128,6 +127,3 @@ def run(args) -> int:
     args.jobs_fn(Client(args.base_url, args.api_key), args)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit("use: agentrft jobs ...")
