@@ -46,6 +46,7 @@ from typing import Any
 
 import httpx
 
+from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
 
@@ -107,9 +108,7 @@ class EndpointGrader(Grader):
         # Ours wins over a configured Content-Type: the body is always JSON.
         self._headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
         self._headers["Content-Type"] = "application/json"
-        # Short values ("1", "json") are not secrets, and scrubbing them would mangle text.
-        self._secrets = sorted({v for v in (headers or {}).values() if len(v) >= 8}, key=len,
-                               reverse=True)
+        self._secrets = secrets_of(headers)
         self._safe_url = str(parsed.copy_with(username=None, password=None)) if parsed.userinfo \
             else url
         self._given_client = client
@@ -142,7 +141,7 @@ class EndpointGrader(Grader):
                 async with asyncio.timeout(self.timeout_s):
                     status, raw, retry_after = await self._post(body)
             except (httpx.HTTPError, OSError, TimeoutError) as exc:
-                last, status = _describe(exc), None
+                last, status = describe_error(exc), None
                 continue
             if status >= 500 or status in _RETRYABLE_4XX:
                 last = f"HTTP {status}: {_preview(raw)}"
@@ -172,7 +171,7 @@ class EndpointGrader(Grader):
         async with self._client_for_loop().stream("POST", self.url, content=body,
                                                   headers=self._headers,
                                                   timeout=self.timeout_s) as resp:
-            raw = await _read_capped(resp, MAX_REPLY_BYTES + 1)
+            raw = await read_capped(resp, MAX_REPLY_BYTES + 1)
             return resp.status_code, raw, _retry_after(resp)
 
     def _failure(self, error: str, status: int | None, attempts: int, start: float,
@@ -203,9 +202,7 @@ class EndpointGrader(Grader):
             await client.aclose()
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        return redact(text, self._secrets)
 
 
 def build_endpoint_grader(config: dict[str, Any]) -> EndpointGrader:
@@ -287,23 +284,6 @@ def _retry_after(resp: httpx.Response) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER_S) if math.isfinite(seconds) else None
 
 
-async def _read_capped(resp: httpx.Response, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in resp.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
-
-
 def _preview(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace")
     return text[:PREVIEW_CHARS] + (" …(truncated)" if len(text) > PREVIEW_CHARS else "")
-
-
-def _describe(exc: BaseException) -> str:
-    # httpx timeouts often have an empty message; the class name says what happened.
-    if isinstance(exc, TimeoutError):
-        return "timeout (no complete reply in time)"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -42,6 +42,7 @@ from typing import Any
 
 import httpx
 
+from agentrft.httpio import describe_error
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.errors import GraderError
 from agentrft.graders.base import Grader, GraderResult
@@ -136,7 +137,7 @@ class OpenAICompatibleJudge(Judge):
                     resp = await self._http().post(self.url, json=body, headers=headers,
                                                    timeout=self.timeout_s)
             except (httpx.TransportError, TimeoutError) as exc:
-                last = _describe(exc)
+                last = describe_error(exc)
                 continue
             if resp.status_code >= 500 or resp.status_code == 429:  # transient: retry
                 last = f"HTTP {resp.status_code}: {resp.text[:ERROR_PREVIEW_CHARS]}"
@@ -163,7 +164,7 @@ class OpenAICompatibleJudge(Judge):
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise JudgeServerError(self._redact(
                 f"judge {self.model!r} at {self.url} sent a reply that is not a chat completion "
-                f"({_describe(exc)}): {resp.text[:ERROR_PREVIEW_CHARS]}")) from None
+                f"({describe_error(exc)}): {resp.text[:ERROR_PREVIEW_CHARS]}")) from None
         refusal = message.get("refusal")
         return JudgeReply(text=content, model=str(data.get("model") or self.model),
                           refusal=refusal if isinstance(refusal, str) and refusal else None,
@@ -195,12 +196,6 @@ def _server_usage(usage: Any) -> dict[str, int] | None:
     except (AttributeError, TypeError, ValueError):
         return None
     return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):  # httpx timeouts often carry no message
-        return "timeout (no complete reply in time)"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 # --- in-process models -----------------------------------------------------------------
@@ -270,7 +265,7 @@ class LocalJudge(Judge):
                 stop_token_ids=loaded.renderer.stop_token_ids)
             completion = await self._sampler(loaded, params.seed).sample(prompt, sp)
         except Exception as exc:  # a load or sampling failure: no answer, say why
-            raise JudgeServerError(f"local judge {self.model!r} failed: {_describe(exc)}") from exc
+            raise JudgeServerError(f"local judge {self.model!r} failed: {describe_error(exc)}") from exc
         text = loaded.tokenizer.decode(completion.token_ids, skip_special_tokens=True)
         n_prompt, n_completion = len(prompt), len(completion.token_ids)
         return JudgeReply(text=text, model=self.model, usage={

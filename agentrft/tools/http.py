@@ -28,6 +28,7 @@ import time
 
 import httpx
 
+from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError, ToolInfraFailure, ToolUnreachable
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome
 
@@ -52,9 +53,7 @@ class HttpTool(ToolClient):
         # Ours wins over a configured Content-Type: the body is always JSON.
         self._headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
         self._headers["Content-Type"] = "application/json"
-        # Short values ("1", "json") are not secrets, and scrubbing them would mangle text.
-        self._secrets = sorted({v for v in (headers or {}).values() if len(v) >= 8}, key=len,
-                               reverse=True)
+        self._secrets = secrets_of(headers)
         self._safe_url = str(url.copy_with(username=None, password=None)) if url.userinfo \
             else server_url
         self._owns_client = client is None
@@ -84,7 +83,7 @@ class HttpTool(ToolClient):
                 async with asyncio.timeout(self.timeout_s):
                     status, raw, too_big = await self._post(body)
             except (httpx.TransportError, TimeoutError) as exc:
-                last = _describe(exc)
+                last = describe_error(exc)
                 continue
             if status >= 500:
                 last = f"HTTP {status}: {_text(raw)[:PREVIEW_CHARS]}"
@@ -103,11 +102,11 @@ class HttpTool(ToolClient):
         async with self._client.stream("POST", self.server_url, content=body,
                                        headers=self._headers, timeout=self.timeout_s) as resp:
             if resp.status_code >= 500:
-                return resp.status_code, await _read_capped(resp, PREVIEW_CHARS), False
+                return resp.status_code, await read_capped(resp, PREVIEW_CHARS), False
             declared = resp.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 return resp.status_code, b"", True
-            raw = await _read_capped(resp, MAX_BODY_BYTES + 1)
+            raw = await read_capped(resp, MAX_BODY_BYTES + 1)
             return resp.status_code, raw[:MAX_BODY_BYTES], len(raw) > MAX_BODY_BYTES
 
     def _interpret(self, status: int, raw: bytes, too_big: bool) -> ToolOutcome:
@@ -149,16 +148,14 @@ class HttpTool(ToolClient):
         except (httpx.TransportError, TimeoutError) as exc:
             raise ToolUnreachable(self._redact(
                 f"tool '{self.name}': server at {self._safe_url} is unreachable: "
-                f"{_describe(exc)}")) from None
+                f"{describe_error(exc)}")) from None
 
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        return redact(text, self._secrets)
 
 
 def _parse_url(name: str, server_url: str) -> httpx.URL:
@@ -172,23 +169,5 @@ def _parse_url(name: str, server_url: str) -> httpx.URL:
     return url
 
 
-async def _read_capped(resp: httpx.Response, limit: int) -> bytes:
-    """Read at most `limit` bytes (decoded), then stop: a huge reply costs no more than that."""
-    chunks, size = [], 0
-    async for chunk in resp.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break
-    return b"".join(chunks)[:limit]
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
-
-
-def _describe(exc: BaseException) -> str:
-    # httpx timeouts often have an empty message; the class name says what happened.
-    if isinstance(exc, TimeoutError):
-        return "timeout (no complete reply in time)"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
