@@ -80,13 +80,10 @@ async def validate_files(store: JobStore, job_id: str) -> None:
         finally:
             for t in tools.values():
                 await t.aclose()
-    except (SpecError, NotFound) as e:
-        store.set_status(job_id, "failed", expect=("validating_files",), error=error_object(e))
-        store.add_event(job_id, f"validation failed: {error_object(e)['message']}", level="error")
-        return
-    except Exception as e:  # noqa: BLE001 - anything else is still this job's failure
-        store.set_status(job_id, "failed", expect=("validating_files",), error=error_object(e))
-        store.add_event(job_id, f"validation failed: {error_object(e)['message']}", level="error")
+    except Exception as e:  # noqa: BLE001 - bad input or a bug: either way this job fails
+        error = error_object(e)
+        store.set_status(job_id, "failed", expect=("validating_files",), error=error)
+        store.add_event(job_id, f"validation failed: {error['message']}", level="error")
         return
     if store.set_status(job_id, "queued", expect=("validating_files",)):
         store.add_event(job_id, "files validated; job queued")

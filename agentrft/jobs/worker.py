@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -64,8 +65,6 @@ def claim_next(store: JobStore) -> str | None:
 
 def prune_checkpoints(store: JobStore, job_id: str) -> None:
     """Keep the KEEP_BEST best by valid_reward_mean, and the latest (needed to resume)."""
-    import json
-
     rows = store.checkpoint_rows(job_id)
     if len(rows) <= KEEP_BEST + 1:
         return
@@ -89,8 +88,6 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
     checkpoint = latest_checkpoint(run_dir) if run_dir.exists() else None
     resume_step = -1
     if checkpoint is not None:
-        import json
-
         resume_step = json.loads((checkpoint / "state.json").read_text())["step"]
     store.drop_metrics_after(job_id, resume_step)
 
