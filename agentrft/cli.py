@@ -7,6 +7,8 @@
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
     agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda]
+    agentrft serve MODEL_OR_CHECKPOINT [--host H] [--port P] [--api-key K] [--device cpu|cuda]
+    agentrft export CHECKPOINT OUT_DIR [--dtype float32|bfloat16|float16] [--overwrite]
     agentrft jobs create JOB.yaml | list | get ID | events ID [--follow] | checkpoints ID
                   | pause ID | resume ID | cancel ID
 """
@@ -160,6 +162,28 @@ def cmd_server(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    import os
+
+    from agentrft.serving.run import serve_model
+
+    keys = list(args.api_key)
+    if os.environ.get("AGENTRFT_API_KEY"):
+        keys.append(os.environ["AGENTRFT_API_KEY"])
+    serve_model(args.model, host=args.host, port=args.port, api_keys=keys, device=args.device,
+                served_model_name=args.served_model_name, seed=args.seed,
+                max_batch_size=args.max_batch_size)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from agentrft.models.export import export_model
+
+    out = export_model(args.model, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"exported {args.model} to {out} (a plain Hugging Face model directory)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from examples.finqa_lite.demo import run_demo
 
@@ -208,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--workers", type=int, default=1, help="jobs trained at once")
     s.set_defaults(fn=cmd_server)
+
+    sv = sub.add_parser("serve", help="serve a model or checkpoint over OpenAI's chat/completions API")
+    sv.add_argument("model", help="bundled model, local directory, checkpoint or ft: name")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8001)
+    sv.add_argument("--api-key", action="append", default=[],
+                    help="accepted key (repeatable; also AGENTRFT_API_KEY)")
+    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--served-model-name", help="the model id clients use (default: MODEL)")
+    sv.add_argument("--seed", type=int, default=0, help="sampling seed for requests without one")
+    sv.add_argument("--max-batch-size", type=int, default=64)
+    sv.set_defaults(fn=cmd_serve)
+
+    x = sub.add_parser("export", help="write a checkpoint as a plain Hugging Face model directory "
+                                      "(LoRA merged)")
+    x.add_argument("model", help="checkpoint directory, ft: name or any model reference")
+    x.add_argument("out", help="output directory")
+    x.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    x.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    x.set_defaults(fn=cmd_export)
 
     from agentrft.jobs.client_cli import add_parser as add_jobs_parser
 

@@ -1,0 +1,67 @@
+"""Shared by the export, serving and remote-engine tests: a real trained tiny checkpoint,
+a real `agentrft serve` subprocess on loopback, and a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def train_tiny(tmp_path: Path, model_dir: Path, *, finetune: str = "lora", max_steps: int = 1,
+               lr_multiplier: float = 50.0) -> Path:
+    """Train the tiny model for `max_steps` on the lookup task; returns the last checkpoint.
+    A large learning rate so that the trained weights differ clearly from the base."""
+    from agentrft.train.loop import Trainer
+    from tests.test_train_tiny import make_job
+
+    job = make_job(tmp_path, model_dir, max_steps=max_steps, finetune=finetune)
+    job.hp.learning_rate_multiplier = lr_multiplier
+    run = tmp_path / "run"
+    asyncio.run(Trainer(job, run, evaluate=False).run_async())
+    return run / "checkpoints" / f"step_{max_steps:06d}"
+
+
+class ServeProcess:
+    """`agentrft serve MODEL` in a child process, on a free loopback port."""
+
+    def __init__(self, model: str, log_dir: Path, *extra: str):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = log_dir / f"serve-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentrft.cli", "serve", model, "--port", str(self.port), *extra],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.log, "w"))
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agentrft serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"agentrft serve did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
