@@ -3,12 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# System packages: WordNet 3.0 (METEOR synonyms in text_similarity graders) and bubblewrap
-# (sandboxes). Installed only where missing, and only as root with apt-get; elsewhere we
-# say what is missing and go on (METEOR then matches exact words and stems only).
+# System packages: WordNet 3.0 (METEOR synonyms in text_similarity graders), bubblewrap
+# (sandboxes), chromium + chromium-driver (the dashboard's browser test). Installed only
+# where missing, and only as root with apt-get; elsewhere we say what is missing and go on
+# (METEOR then matches exact words and stems only; the browser test skips).
 apt_missing=()
 [ -f /usr/share/wordnet/data.noun ] || apt_missing+=(wordnet-base)
 command -v bwrap >/dev/null 2>&1 || apt_missing+=(bubblewrap)
+# Debian's chromium and its chromedriver: the dashboard's browser test (no browser download)
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || apt_missing+=(chromium-driver)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

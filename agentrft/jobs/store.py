@@ -246,6 +246,20 @@ class JobStore:
                  "data": json.loads(r["data"]) if r["data"] else {}} for r in rows[:limit]], \
             len(rows) > limit
 
+    def events_of_type(self, job_id: str, type: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The job's events of one type (e.g. "warning"), newest first."""
+        rows = self.db.execute("SELECT * FROM events WHERE job_id = ? AND type = ? "
+                               "ORDER BY seq DESC LIMIT ?", (job_id, type, limit)).fetchall()
+        return [{"id": r["id"], "object": "fine_tuning.job.event", "created_at": r["created_at"],
+                 "level": r["level"], "message": r["message"], "type": r["type"],
+                 "data": json.loads(r["data"]) if r["data"] else {}} for r in rows]
+
+    def latest_metrics(self, job_id: str) -> dict[str, Any] | None:
+        """The data of the job's metrics event with the highest step."""
+        row = self.db.execute("SELECT data FROM events WHERE job_id = ? AND type = 'metrics' "
+                              "ORDER BY step DESC LIMIT 1", (job_id,)).fetchone()
+        return json.loads(row["data"]) if row is not None and row["data"] else None
+
     def add_checkpoint(self, job_id: str, step: int, metrics: dict[str, Any], path: str,
                        model_name: str) -> None:
         self.db.execute("DELETE FROM checkpoints WHERE job_id = ? AND step = ?", (job_id, step))

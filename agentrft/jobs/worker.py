@@ -21,11 +21,13 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from agentrft.analysis.alarm import AlarmWatcher
 from agentrft.errors import AgentRFTError, TrainingPaused
 from agentrft.jobs.service import error_object, model_name, spec_from_body
 from agentrft.jobs.store import JobStore
 from agentrft.train.checkpoint import latest_checkpoint
 from agentrft.train.loop import StepReport, Trainer
+from agentrft.train.records import RunDir
 
 log = logging.getLogger("agentrft.worker")
 KEEP_BEST = 3  # checkpoints kept by valid_reward_mean, besides the latest
@@ -90,6 +92,9 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
     if checkpoint is not None:
         resume_step = json.loads((checkpoint / "state.json").read_text())["step"]
     store.drop_metrics_after(job_id, resume_step)
+    alarms = AlarmWatcher(run_dir)  # reward hacking: a warning event, a banner on the dashboard
+    if checkpoint is not None:
+        alarms.replay([m for m in RunDir(run_dir).read_metrics() if m["step"] <= resume_step])
 
     def on_step(report: StepReport) -> None:
         m = {k: v for k, v in report.metrics.items() if not k.startswith("_")}
@@ -99,6 +104,9 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
         store.add_event(job_id, summary, type="metrics", step=report.step,
                         data={**m, "total_steps": report.total_steps})
         store.update_job(job_id, trained_steps=report.step)
+        for warning in alarms.on_metrics({**m, "step": report.step}):
+            store.add_event(job_id, warning["message"], level="warn", type="warning",
+                            data=warning["data"])
 
     def on_checkpoint(step: int, path: Path, metrics: dict[str, Any]) -> None:
         store.add_checkpoint(job_id, step, metrics, str(path), model_name(store, job_id, step))

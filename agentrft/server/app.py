@@ -12,6 +12,7 @@
     POST /v1/fine_tuning/alpha/graders/validate
     GET  /v1/models, /v1/models/{model}
     GET  /health                                    (no API key needed)
+    GET  /, /dashboard/...                          the dashboard (see dashboard_api.py)
 
 Routes are thin: the work is `agentrft.jobs.service` and `agentrft.graders.api`; the error
 shape and the status of each domain error are in `errors.py`; the API key and body caps in
@@ -24,8 +25,10 @@ shape and the status of each domain error are in `errors.py`; the API key and bo
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 import re
+import secrets
 import threading
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -41,6 +44,7 @@ from agentrft.graders.api import run_grader, validate_grader
 from agentrft.jobs import service
 from agentrft.jobs.store import JobStore
 from agentrft.models.bundled import BUNDLED
+from agentrft.server.dashboard_api import install_dashboard
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
 from agentrft.server.middleware import GuardMiddleware
@@ -131,9 +135,11 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     app = FastAPI(title="agentrft", version=__version__, redirect_slashes=False,
                   default_response_class=SafeJSONResponse, lifespan=lifespan)
     install_error_handlers(app)
+    session_secret = secrets.token_bytes(32)  # dashboard cookies; a restart signs out
     app.add_middleware(GuardMiddleware, api_keys=list(api_keys or []),
                        max_body_bytes=max_body_bytes, upload_path=UPLOAD_PATH,
-                       max_upload_body_bytes=max_upload_bytes + MULTIPART_SLACK)
+                       max_upload_body_bytes=max_upload_bytes + MULTIPART_SLACK,
+                       session_secret=session_secret)
     app.add_middleware(CatchAllMiddleware)  # added last: outermost
     api = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
     scrub = path_scrubber(store)  # job errors and events name files by their local paths
@@ -263,5 +269,10 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    keys = [k for k in api_keys or [] if k]
+    install_dashboard(app, store, auth_required=bool(keys), session_secret=session_secret,
+                      key_ok=lambda key: any([hmac.compare_digest(key.encode(), k.encode())
+                                              for k in keys]))
 
     return app

@@ -1,5 +1,11 @@
 """What every request passes before a route sees it: the API key, then the body size.
 
+The API key guards /v1 (as a bearer token) and the dashboard's data under /dashboard/api
+(a bearer token, or the session cookie `POST /dashboard/login` sets, so a browser can read
+it). The dashboard's pages and scripts hold no data and stay open. The cookie holds an HMAC
+of the key under a secret made when the server starts: never the key itself, and a
+restart signs everyone out.
+
 Both answer in OpenAI's error shape themselves (they run outside FastAPI's exception
 handlers), and both run before any body byte is read: a client without a key cannot make
 the server buffer a large upload, and a declared Content-Length over the cap is refused
@@ -9,6 +15,7 @@ arrives and refused once it passes the cap.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,8 +27,31 @@ class _TooLarge(Exception):
     pass
 
 
+SESSION_COOKIE = "agentrft_session"
+
+
 def is_api_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
+
+
+def is_dashboard_data_path(path: str) -> bool:
+    return path == "/dashboard/api" or path.startswith("/dashboard/api/")
+
+
+def session_token(secret: bytes, key: str | bytes) -> str:
+    """The dashboard cookie's value for an API key."""
+    raw = key.encode() if isinstance(key, str) else key
+    return hmac.new(secret, raw, hashlib.sha256).hexdigest()
+
+
+def _cookie(scope: Scope, name: str) -> bytes:
+    for k, v in scope["headers"]:
+        if k == b"cookie":
+            for part in v.split(b";"):
+                n, _, value = part.strip().partition(b"=")
+                if n == name.encode():
+                    return value
+    return b""
 
 
 class GuardMiddleware:
@@ -29,16 +59,21 @@ class GuardMiddleware:
     Bodies are capped at `max_body_bytes`, except uploads to `upload_path`."""
 
     def __init__(self, app: ASGIApp, *, api_keys: list[str], max_body_bytes: int,
-                 upload_path: str, max_upload_body_bytes: int):
+                 upload_path: str, max_upload_body_bytes: int, session_secret: bytes = b""):
         self.app = app
         self.keys = [k.encode() for k in api_keys if k]
+        self.sessions = [session_token(session_secret, k).encode() for k in self.keys]
         self.max_body_bytes = max_body_bytes
         self.upload_path = upload_path
         self.max_upload_body_bytes = max_upload_body_bytes
 
     def authorized(self, scope: Scope) -> bool:
-        if not self.keys or not is_api_path(scope["path"]):
+        path = scope["path"]
+        dashboard = is_dashboard_data_path(path)
+        if not self.keys or not (dashboard or is_api_path(path)):
             return True
+        if dashboard and (cookie := _cookie(scope, SESSION_COOKIE)):
+            return any([hmac.compare_digest(cookie, s) for s in self.sessions])
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer":
@@ -46,6 +81,10 @@ class GuardMiddleware:
         token = token.strip()
         # compare with every key so the time taken does not say which one came close
         return any([hmac.compare_digest(token, key) for key in self.keys])
+
+    def key_ok(self, key: str) -> bool:
+        raw = key.encode()
+        return bool(self.keys) and any([hmac.compare_digest(raw, k) for k in self.keys])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
