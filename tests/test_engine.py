@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
-from agentrft.engines.transformers_engine import TransformersEngine
+from agentrft.engines.transformers_engine import MIN_SHARED_PREFIX, TransformersEngine, \
+    common_prefix_len
 from tests.tiny_model import PAD_ID, VOCAB_SIZE, full_forward_logprobs
 
 # Different lengths (left padding), and rows 0/2 and 1/4 share a prompt (prefill dedup).
@@ -57,6 +58,31 @@ def test_logprobs_equal_full_forward_with_left_padding_and_dedup(tiny_model, eng
     outs = engine.generate(PROMPTS, params)
     assert_logprobs_match_full_forward(tiny_model, PROMPTS, outs, temperature)
     assert all(o.finish_reason == "length" and len(o.token_ids) == 10 for o in outs)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_logprobs_match_when_rows_share_a_long_prefix(tiny_model, engine, temperature):
+    """A task's rows share system prompt, tools and demonstrations: the engine runs that
+    prefix once and pads each row's own suffix after it ([prefix][pad][suffix])."""
+    prefix = list(range(40, 40 + MIN_SHARED_PREFIX + 4))
+    prompts = [prefix + [7, 8, 9], prefix + [10], prefix + [7, 8, 9], prefix + [11, 12, 13, 14, 15],
+               prefix + [10, 3]]
+    assert common_prefix_len(prompts) == len(prefix)
+    outs = engine.generate(prompts, SamplingParams(temperature=temperature, max_new_tokens=8))
+    assert_logprobs_match_full_forward(tiny_model, prompts, outs, temperature)
+
+
+def test_a_prompt_that_is_the_shared_prefix_itself_still_gets_its_own_last_token(tiny_model, engine):
+    prefix = list(range(60, 60 + MIN_SHARED_PREFIX + 2))
+    prompts = [prefix, prefix + [5, 6]]  # the shared part stops one token short of row 0's end
+    outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=6))
+    assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
+
+
+def test_common_prefix_len():
+    assert common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert common_prefix_len([[1], [2]]) == 0
+    assert common_prefix_len([[1, 2], [1, 2]]) == 2
 
 
 def test_logprobs_match_when_every_row_shares_one_prompt(tiny_model, engine):

@@ -1,5 +1,6 @@
 """The loss sees exactly the sampled ids and only the tokens the model wrote (hand-built trajectory)."""
 
+import pytest
 import torch
 
 from agentrft.rollout.types import Rollout
@@ -67,3 +68,55 @@ def test_clipping_stops_gradient_beyond_the_trust_region():
     loss.backward()
     assert logp.grad[0, 0] == 0 and logp.grad[0, 1] != 0
     assert stats["clip_fraction_sum"] == 1.0
+
+
+def _two_sequence_batch():
+    r = hand_built_rollout()
+    short = TrainSequence([5, 6, 20, 21, 2], [0, 0, 1, 1, 1], -0.5)
+    return collate([TrainSequence(r.token_ids, r.mask, 1.0), short], pad_id=PAD_ID)
+
+
+def _full_logits_reference(model, batch, temperature):
+    logits = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits[:, :-1]
+    logp = torch.log_softmax(logits.float() / temperature, -1)
+    return logp.gather(-1, batch.targets_BT[..., None])[..., 0] * batch.loss_mask_BT
+
+
+@pytest.mark.parametrize("wrap_lora", [False, True])
+def test_chunked_head_logprobs_and_gradients_equal_the_full_logits_path(monkeypatch, wrap_lora):
+    """Training computes the output projection only where there is loss, in chunks recomputed
+    in backward; values and gradients must be those of the plain full-logits computation."""
+    import agentrft.train.loss as loss_mod
+
+    monkeypatch.setattr(loss_mod, "LOGIT_CHUNK", 3)  # several chunks, one of them partial
+    model = tiny_llama(seed=1).train()
+    if wrap_lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                 init_lora_weights=False))
+    assert loss_mod.backbone_and_head(model) is not None
+    batch = _two_sequence_batch()
+    weights = [p for p in model.parameters() if p.requires_grad]
+
+    ours = token_logprobs(model, batch, temperature=0.7)
+    (ours * batch.loss_mask_BT).sum().backward()
+    ours_grads = [p.grad.clone() for p in weights]
+    model.zero_grad()
+    ref = _full_logits_reference(model, batch, 0.7)
+    (ref * batch.loss_mask_BT).sum().backward()
+
+    assert torch.allclose(ours, ref, atol=1e-5)
+    assert (ours[batch.loss_mask_BT == 0] == 0).all()
+    for a, b in zip(ours_grads, (p.grad for p in weights)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_micro_batches_respect_both_the_sequence_and_the_token_caps():
+    from agentrft.train.policy import micro_batches
+
+    seqs = [TrainSequence([1] * n, [0] * n, 0.0) for n in (10, 10, 20, 30, 100, 500)]
+    groups = micro_batches(seqs, max_seqs=2, max_tokens=64)
+    assert [[len(s.token_ids) for s in g] for g in groups] == [[10, 10], [20, 30], [100], [500]]
+    assert sum(len(g) for g in groups) == len(seqs)
+    assert [len(g) for g in micro_batches(seqs, max_seqs=8, max_tokens=2_000)] == [5, 1]

@@ -31,6 +31,18 @@ def sample_next(logits: torch.Tensor, params: SamplingParams,
     return tokens, logp.gather(-1, tokens[:, None])[:, 0]
 
 
+# Below this many shared tokens a separate prefix pass costs more than it saves.
+MIN_SHARED_PREFIX = 16
+
+
+def common_prefix_len(prompts: list[list[int]]) -> int:
+    first = prompts[0]
+    n = min(len(p) for p in prompts)
+    for p in prompts[1:]:
+        n = next((i for i in range(n) if p[i] != first[i]), n)
+    return n
+
+
 class TransformersEngine(Engine):
     def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
                  max_batch_size: int = 64, seed: int = 0):
@@ -59,6 +71,31 @@ class TransformersEngine(Engine):
             attn[b, L - len(p):] = 1
         return ids.to(self.device), attn.to(self.device)
 
+    def _prefill(self, prompts: list[list[int]]):
+        """Run the prompts through the model: (KV cache, last logits (U, V), attention mask,
+        position ids). When they share a long prefix (system prompt, tool list and
+        demonstrations are the same for every row of a task), that prefix is run once and its
+        cache copied to every row; each row's own suffix is then left-padded *after* it:
+        [prefix][pad…][suffix]. The mask hides the pads and the position ids skip them, so
+        each row sees exactly its own unpadded sequence."""
+        shared = min(common_prefix_len(prompts), min(len(p) for p in prompts) - 1)
+        if len(prompts) < 2 or shared < MIN_SHARED_PREFIX:
+            ids, attn = self._left_pad(prompts)
+            positions = (attn.cumsum(-1) - 1).clamp(min=0)
+            out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
+                             use_cache=True, logits_to_keep=1)
+            return out.past_key_values, out.logits[:, -1], attn, positions
+        head = torch.tensor([prompts[0][:shared]], device=self.device)
+        cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=self.device))
+        ids, tail_attn = self._left_pad([p[shared:] for p in prompts])
+        attn = torch.cat([torch.ones((len(prompts), shared), dtype=tail_attn.dtype,
+                                     device=self.device), tail_attn], 1)
+        positions = shared + (tail_attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.past_key_values, out.logits[:, -1], attn, positions
+
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         B = len(prompts)
@@ -66,16 +103,12 @@ class TransformersEngine(Engine):
         # and fan its KV cache out to the rows that share it.
         unique: dict[tuple[int, ...], int] = {}
         row_to_unique = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-        ids, attn = self._left_pad([list(p) for p in unique])
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)
         stop = torch.tensor(params.stop_token_ids or [-1], device=self.device)
 
         was_training = self.model.training
         self.model.eval()
         try:
-            out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions, use_cache=True,
-                             logits_to_keep=1)
-            cache, logits = out.past_key_values, out.logits[:, -1]
+            cache, logits, attn, positions = self._prefill([list(p) for p in unique])
             if len(unique) < B:
                 fan = torch.tensor(row_to_unique, device=self.device)
                 cache.batch_select_indices(fan)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,60 @@ def collate(seqs: list[TrainSequence], pad_id: int, device: torch.device | str =
         advantages_B=torch.tensor([s.advantage for s in seqs], dtype=torch.float32, device=device))
 
 
+# Positions per output-projection chunk. A full-vocabulary fp32 row is 49,152 × 4 bytes for
+# SmolLM2, so a whole batch of logits (8 × 3,000 positions) would be ~4.7 GB, plus as much
+# again for log-softmax; chunks of 1,024 with recomputation in backward keep it to ~200 MB.
+LOGIT_CHUNK = 1024
+
+
 def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0) -> torch.Tensor:
-    """log p(target) at every position, (B, T-1), under logits / temperature (as sampled)."""
-    logits = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits[:, :-1]
+    """log p(target) under logits / temperature (as sampled), (B, T-1), float32.
+
+    Only positions with loss are computed (zeros elsewhere): a rollout is mostly prompt and
+    tool output, and the output projection over the vocabulary is the largest tensor in
+    training. Models whose backbone and output head we cannot split fall back to full logits."""
+    split = backbone_and_head(model)
+    if split is None:
+        logits = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits[:, :-1]
+        return _logprobs_of(logits, batch.targets_BT, temperature) * batch.loss_mask_BT
+    backbone, head = split
+    hidden_BTD = backbone(input_ids=batch.input_ids_BT,
+                          attention_mask=batch.attention_BT).last_hidden_state[:, :-1]
+    b_idx, t_idx = batch.loss_mask_BT.nonzero(as_tuple=True)
+    hidden_ND, targets_N = hidden_BTD[b_idx, t_idx], batch.targets_BT[b_idx, t_idx]
+    chunks = []
+    for i in range(0, len(targets_N), LOGIT_CHUNK):
+        h, t = hidden_ND[i:i + LOGIT_CHUNK], targets_N[i:i + LOGIT_CHUNK]
+        if torch.is_grad_enabled():  # recompute the chunk's logits in backward, don't keep them
+            chunks.append(checkpoint(_head_logprobs, head, h, t, temperature, use_reentrant=False))
+        else:
+            chunks.append(_head_logprobs(head, h, t, temperature))
+    out = torch.zeros(batch.targets_BT.shape, dtype=torch.float32, device=hidden_BTD.device)
+    if not chunks:
+        return out
+    return out.index_put((b_idx, t_idx), torch.cat(chunks))
+
+
+def backbone_and_head(model):
+    """(decoder returning last_hidden_state, output projection) of a causal LM, through a
+    peft wrapper; None when the model is not built that way."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(base, "model", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    if not isinstance(backbone, torch.nn.Module) or head is None:
+        return None
+    return backbone, head
+
+
+def _head_logprobs(head, hidden_ND, targets_N, temperature: float) -> torch.Tensor:
+    return _logprobs_of(head(hidden_ND), targets_N, temperature)
+
+
+def _logprobs_of(logits, targets, temperature: float) -> torch.Tensor:
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     logits = logits.float()
-    return logits.gather(-1, batch.targets_BT[..., None])[..., 0] - torch.logsumexp(logits, -1)
+    return logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, -1)
 
 
 def policy_loss_sum(logp_BT: torch.Tensor, old_logp_BT: torch.Tensor, batch: MicroBatch, *,

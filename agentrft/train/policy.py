@@ -21,6 +21,20 @@ from agentrft.train.loss import TrainSequence, collate, policy_loss_sum, token_l
 CHECKPOINT_META = "agentrft_checkpoint.json"
 
 
+def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int) -> list[list[TrainSequence]]:
+    """Consecutive groups of `seqs` (sorted by length) of at most `max_seqs` sequences and
+    `max_tokens` padded tokens (len × the longest); a sequence over `max_tokens` is alone."""
+    out: list[list[TrainSequence]] = []
+    for s in seqs:
+        last = out[-1] if out else None
+        if last and len(last) < max_seqs and \
+                (len(last) + 1) * max(len(s.token_ids), *(len(x.token_ids) for x in last)) <= max_tokens:
+            last.append(s)
+        else:
+            out.append([s])
+    return out
+
+
 class Policy:
     def __init__(self, model_ref: str, hp: Hyperparameters, *, device: str = "cpu"):
         self.model_ref, self.hp, self.device = model_ref, hp, torch.device(device)
@@ -67,11 +81,9 @@ class Policy:
         seqs = sorted(seqs, key=lambda s: len(s.token_ids))  # less padding per micro-batch
         self.optimizer.zero_grad(set_to_none=True)
         loss_total, clip_sum, kl_sum, mismatch_sum, mismatch_n = 0.0, 0.0, 0.0, 0.0, 0
-        mb = self.hp.micro_batch_size
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                     else nullcontext())
-        for i in range(0, len(seqs), mb):
-            chunk = seqs[i:i + mb]
+        for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens):
             batch = collate(chunk, self.pad_id, self.device)
             ref = self._reference_logprobs(batch)
             with autocast:

@@ -22,9 +22,9 @@ hold every figure the answer needs).
 Rounding: money differences to $0.1 million, percentages to 0.1 (computed from the table
 values), ratios to 0.01; the question says so.
 
-Messages: a system prompt, DEMOS (2) demonstration exchanges (lookups about other companies of
-the same split: question → `search` call → the search tool's output → answer ending with
-the number), then the question. The demonstration's search output is built from the
+Messages: a system prompt, DEMOS (2) demonstration exchanges (lookups about two companies of
+the split, the same for every row of the split and never asked about: question → `search`
+call → the search tool's output → answer ending with the number), then the question. The demonstration's search output is built from the
 report's own chunks in the format `search.format_results` prints, without running the
 embedding model, so writing the dataset stays instant and byte-identical on every machine
 (the index's float rounding differs between CPUs). Its first line names the report the
@@ -256,6 +256,12 @@ def _kinds(n: int) -> list[str]:
 
 
 def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int) -> list[dict]:
+    # One set of demonstrations per split, as a production prompt has: every row then shares
+    # system prompt, tools and demonstrations, which the engine prefills once per batch.
+    # Their companies are left out of the split's questions.
+    demo_companies = rng.sample(companies, DEMOS)
+    demos = [m for i, d in enumerate(demo_companies) for m in demonstration(rng, corpus, d, i)]
+    companies = [c for c in companies if c not in demo_companies]
     kinds = _kinds(n)
     rng.shuffle(kinds)
     rows, seen = [], set()
@@ -268,10 +274,7 @@ def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int) 
                     ("0", "0.0", "0.0%", "0.00"):
                 break
         seen.add(item["question"])
-        demo_companies = rng.sample([d for d in companies if d != c], DEMOS)
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    *[m for i, d in enumerate(demo_companies)
-                      for m in demonstration(rng, corpus, d, i)],
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *demos,
                     {"role": "user", "content": item["question"]}]
         rows.append({"messages": messages, "tools": TOOLS, **item})
     return rows
