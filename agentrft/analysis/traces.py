@@ -155,7 +155,10 @@ class RolloutIndex:
 
     def read(self, entries: Iterable[Entry]) -> list[dict[str, Any]]:
         """The full records of `entries`, one seek each."""
-        out = []
+        entries = list(entries)
+        out: list[dict[str, Any]] = []
+        if not entries:
+            return out
         with self.path.open("rb") as f:
             for e in entries:
                 f.seek(e.offset)

@@ -1,0 +1,213 @@
+"""The dashboard's JSON and pages in process (TestClient), over synthetic run dirs; the
+rollout index on its own, including a file that grows, tears and is rewritten."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+
+from agentrft.analysis.traces import RolloutIndex, quartiles, tool_call_distribution
+from agentrft.jobs.store import JobStore
+from agentrft.server import create_app
+from agentrft.server.middleware import SESSION_COOKIE
+from tests.dashboard_fixtures import synthesize_job
+
+KEY = "sk-dash"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = JobStore(tmp_path / "data")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def job(store):
+    return synthesize_job(store, steps=12, rows=3, group=4, eval_every=4, eval_samples=2)
+
+
+@pytest.fixture
+def client(store):
+    with TestClient(create_app(store)) as c:
+        yield c
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_pages_and_plotly_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "/dashboard/static/plotly.min.js" in page.text and "http" not in page.text.split("<body>")[0]
+    js = client.get("/dashboard/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000 and b"plotly" in js.content[:2000]
+    assert client.get("/dashboard/static/app.js").status_code == 200
+    assert client.get("/dashboard/static/style.css").status_code == 200
+    assert client.get("/dashboard/static/job.json").status_code == 404
+    assert client.get("/dashboard/static/..%2Fapp.py").status_code == 404
+
+
+def test_jobs_and_job_page_data(client, job):
+    job_id, run_dir = job
+    jobs = client.get("/dashboard/api/jobs").json()["data"]
+    assert [j["id"] for j in jobs] == [job_id]
+    assert (jobs[0]["status"], jobs[0]["step"], jobs[0]["total_steps"]) == ("succeeded", 12, 12)
+    assert "jumped" in jobs[0]["warning"]
+
+    data = client.get(f"/dashboard/api/jobs/{job_id}").json()
+    metrics = read_jsonl(run_dir / "metrics.jsonl")
+    assert data["metrics"] == metrics and data["total_steps"] == 12
+    assert [c["step"] for c in data["checkpoints"]] == [4, 8, 12]
+    assert data["warnings"][0]["data"]["kind"] == "valid_reward_jump"
+    assert len(data["events"]) == 13 + 1  # 13 metrics events and the warning
+
+    # the tool-call distribution, recomputed here from the raw file
+    rollouts = read_jsonl(run_dir / "rollouts.jsonl")
+    dist = data["tool_calls"]
+    assert dist["steps"] == list(range(1, 13))
+    for k, step in enumerate(dist["steps"]):
+        calls = sorted(len(r["tool_calls"]) for r in rollouts
+                       if r["step"] == step and r["phase"] == "train")
+        assert len(calls) == 12
+        assert (dist["min"][k], dist["max"][k]) == (calls[0], calls[-1])
+        assert dist["mean"][k] == pytest.approx(sum(calls) / 12)
+        search = sum(c["name"] == "search" for r in rollouts if r["step"] == step
+                     and r["phase"] == "train" for c in r["tool_calls"])
+        assert dist["per_tool"]["search"][k] == pytest.approx(search / 12)
+
+
+def test_steps_rows_and_traces(client, job):
+    job_id, run_dir = job
+    steps = client.get(f"/dashboard/api/jobs/{job_id}/steps").json()["data"]
+    evals = [s["step"] for s in steps if s["phase"] == "eval"]
+    assert evals == [0, 4, 8, 12]
+    assert {s["rollouts"] for s in steps if s["phase"] == "train"} == {12}
+
+    rows = client.get(f"/dashboard/api/jobs/{job_id}/rows", params={"step": 4, "phase": "eval"}).json()
+    assert [r["row_index"] for r in rows["data"]] == [0, 1, 2]
+    assert rows["data"][1]["question"].startswith("Q1:")
+
+    trace = client.get(f"/dashboard/api/jobs/{job_id}/trace",
+                       params={"step": 4, "phase": "eval", "row": 1}).json()
+    expected = [r for r in read_jsonl(run_dir / "rollouts.jsonl")
+                if (r["step"], r["phase"], r["row_index"]) == (4, "eval", 1)]
+    assert trace["rollouts"] == expected and len(expected) == 2
+    one = client.get(f"/dashboard/api/jobs/{job_id}/trace",
+                     params={"trace_id": expected[1]["trace_id"]}).json()
+    assert one["rollouts"] == [expected[1]] and (one["step"], one["phase"], one["row_index"]) == (4, "eval", 1)
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/dashboard/api/jobs/ftjob-nope", 404),
+    ("/dashboard/api/jobs/{job}/rows?step=-1", 400),
+    ("/dashboard/api/jobs/{job}/rows?step=x", 400),
+    ("/dashboard/api/jobs/{job}/rows?step=999", 404),
+    ("/dashboard/api/jobs/{job}/rows?step=1&phase=bogus", 400),
+    ("/dashboard/api/jobs/{job}/trace?step=1", 400),
+    ("/dashboard/api/jobs/{job}/trace?step=1&row=99999", 404),
+    ("/dashboard/api/jobs/{job}/trace?trace_id=nope", 404),
+    ("/dashboard/api/jobs/{job}/trace?step=99999999999999999999999&row=1", 404),
+    ("/dashboard/api/jobs?limit=0", 400),
+])
+def test_bad_requests_are_4xx_with_a_message(client, job, path, status):
+    r = client.get(path.replace("{job}", job[0]))
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_job_without_a_run_dir_yet(client, store):
+    queued = store.create_job({"model": "m", "training_file": "f", "method": {}})
+    data = client.get(f"/dashboard/api/jobs/{queued['id']}").json()
+    assert data["metrics"] == [] and data["tool_calls"]["steps"] == []
+    assert client.get(f"/dashboard/api/jobs/{queued['id']}/steps").json()["data"] == []
+
+
+def test_api_key_guards_the_data_and_a_cookie_opens_it(store, job):
+    with TestClient(create_app(store, api_keys=[KEY])) as c:
+        assert c.get("/").status_code == 200  # the page holds no data
+        assert c.get("/dashboard/static/app.js").status_code == 200
+        assert c.get("/dashboard/api/jobs").status_code == 401
+        assert c.get("/dashboard/api/session").status_code == 401
+        assert c.get("/dashboard/api/jobs", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        assert c.post("/dashboard/login", data={"key": "wrong"}).status_code == 401
+        assert SESSION_COOKIE not in c.cookies
+        c.cookies.set(SESSION_COOKIE, KEY)  # the key itself is not a session
+        assert c.get("/dashboard/api/jobs").status_code == 401
+        c.cookies.clear()
+
+        r = c.post("/dashboard/login", data={"key": KEY}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and KEY not in cookie
+        assert c.get("/dashboard/api/session").json() == {"auth_required": True, "authorized": True}
+        assert c.get(f"/dashboard/api/jobs/{job[0]}").status_code == 200
+        assert c.get("/v1/fine_tuning/jobs").status_code == 401  # the cookie is for the dashboard only
+        c.post("/dashboard/logout")
+        assert c.get("/dashboard/api/jobs").status_code == 401
+    with TestClient(create_app(store, api_keys=[KEY])) as restarted:  # a new secret
+        restarted.cookies.set(SESSION_COOKIE, r.cookies[SESSION_COOKIE])
+        assert restarted.get("/dashboard/api/jobs").status_code == 401
+
+
+def test_no_keys_means_open_dashboard(client, job):
+    assert client.get("/dashboard/api/session").json() == {"auth_required": False, "authorized": True}
+
+
+# --- the index -------------------------------------------------------------------------------
+
+
+def line(step, phase, row, calls=(), reward=0.5, text="ans", trace=None):
+    return json.dumps({"step": step, "phase": phase, "row_index": row, "reward": reward,
+                       "trace_id": trace or f"t{step}{phase}{row}{len(calls)}", "final_text": text,
+                       "tool_calls": [{"name": n} for n in calls], "completion_tokens": 3}) + "\n"
+
+
+def test_index_grows_incrementally_skips_torn_lines_and_reindexes_a_rewritten_file(tmp_path):
+    path = tmp_path / "rollouts.jsonl"
+    index = RolloutIndex(path)
+    assert index.refresh() == 0 and index.steps() == []
+    path.write_text(line(0, "eval", 0) + line(1, "train", 0, ["a", "b"]) + '{"torn')
+    assert index.refresh() == 2
+    with path.open("a") as f:  # the torn line finished, then a broken one, then a half line
+        f.write(' line"\n' + "not json\n" + line(1, "train", 1, ["a"])[:10])
+    assert index.refresh() == 0
+    with path.open("a") as f:
+        f.write(line(1, "train", 1, ["a"])[10:])
+    assert index.refresh() == 1
+    assert [(s.step, s.phase, s.rollouts, s.rows) for s in index.steps()] == [
+        (0, "eval", 1, 1), (1, "train", 2, 2)]
+    assert [r["row_index"] for r in index.records(1, "train")] == [0, 1]
+    assert index.records(1, "train", row=1)[0]["tool_calls"] == [{"name": "a"}]
+
+    # the trainer's truncate_after writes a new file and renames it over the old one
+    tmp = tmp_path / "rollouts.tmp"
+    tmp.write_text(line(0, "eval", 0))
+    os.replace(tmp, path)
+    assert index.refresh() == 1
+    assert [(s.step, s.phase) for s in index.steps()] == [(0, "eval")]
+
+
+def test_quartiles_and_distribution_by_hand(tmp_path):
+    assert quartiles([3.0, 0.0, 2.0, 1.0]) == {"min": 0.0, "q1": 0.75, "median": 1.5, "q3": 2.25,
+                                              "max": 3.0, "mean": 1.5}
+    assert quartiles([2.0]) == {"min": 2.0, "q1": 2.0, "median": 2.0, "q3": 2.0, "max": 2.0,
+                                "mean": 2.0}
+    path = tmp_path / "rollouts.jsonl"
+    path.write_text(line(0, "eval", 0, ["s"] * 5)  # eval rollouts stay out of the train chart
+                    + line(1, "train", 0, []) + line(1, "train", 0, ["s"])
+                    + line(1, "train", 1, ["s", "c", "s"], trace="x") + line(1, "train", 1, ["c", "c"], trace="y")
+                    + line(2, "train", 0, ["c"]))
+    index = RolloutIndex(path)
+    index.refresh()
+    d = tool_call_distribution(index)
+    # step 1: calls 0, 1, 3, 2 → sorted 0 1 2 3; search 1+2 = 3, cat 1+2 = 3 over 4 rollouts
+    assert d["steps"] == [1, 2]
+    assert (d["min"], d["q1"], d["median"], d["q3"], d["max"]) == (
+        [0.0, 1.0], [0.75, 1.0], [1.5, 1.0], [2.25, 1.0], [3.0, 1.0])
+    assert d["mean"] == [1.5, 1.0]
+    assert d["per_tool"] == {"c": [0.75, 1.0], "s": [0.75, 0.0]}
