@@ -169,12 +169,14 @@ _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWR
         "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-class _LaunchingSandbox(Sandbox):
-    """The run loop both sandboxes share; subclasses say how the launcher is started."""
+class LaunchingSandbox(Sandbox):
+    """The run loop the sandboxes share (also `agentrft.tools.sandbox.bwrap`'s commands in a
+    rollout's workspace); subclasses say how the launcher is started."""
 
     # Without a pid namespace, processes forked by the command may outlive it holding our pipes:
     # kill them (by uid) as soon as it exits, not only after the output is read.
     _sweep_on_exit = True
+    launcher_python = sys.executable  # runs _LAUNCHER; must be reachable inside the sandbox
 
     def __init__(self, uids: range | None = DEFAULT_UIDS):
         self.uids = uids if os.geteuid() == 0 else None  # only root can switch uid
@@ -189,7 +191,7 @@ class _LaunchingSandbox(Sandbox):
     def _launcher(self, argv: list[str], limits: SandboxLimits, uid: int | None, status_fd: int,
                   python: dict | None = None) -> list[str]:
         spec = {"status_fd": status_fd, "uid": uid, "rlimits": limits.rlimits(), "python": python}
-        return [sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec), *argv]
+        return [self.launcher_python, "-I", "-S", "-c", _LAUNCHER, json.dumps(spec), *argv]
 
     def _exit_code(self, code: int | None) -> int | None:
         """The command's exit status as Popen reports it (negative: killed by that signal)."""
@@ -199,8 +201,20 @@ class _LaunchingSandbox(Sandbox):
         """Remove what `_command` created for the run."""
 
     async def run(self, argv: Sequence[str], stdin: bytes, limits: SandboxLimits) -> SandboxResult:
-        start = time.monotonic()
         uid = await UID_POOL.acquire(self.uids) if self.uids is not None else None
+        try:
+            return await self.run_as(uid, argv, stdin, limits)
+        finally:
+            if uid is not None:
+                UID_POOL.release(uid)  # run_as has killed its processes
+
+    async def run_as(self, uid: int | None, argv: Sequence[str], stdin: bytes,
+                     limits: SandboxLimits, *, kill_uid_after: bool = True) -> SandboxResult:
+        """`run` with a uid the caller holds (and releases): a workspace sandbox keeps one uid
+        for all the commands of a rollout, so the files they write stay theirs. Every process
+        of `uid` is killed when the command ends, unless `kill_uid_after` is False (the caller
+        then sweeps them, e.g. once no other command with that uid runs)."""
+        start = time.monotonic()
         status_r, status_w = os.pipe()
         os.set_blocking(status_r, False)
         cwd = None
@@ -224,9 +238,8 @@ class _LaunchingSandbox(Sandbox):
             return SandboxResult(status == b"L", code, out, err, limit, time.monotonic() - start)
         finally:  # also on cancellation: nothing of the run may outlive it
             os.close(status_r)
-            if uid is not None:
+            if uid is not None and kill_uid_after:
                 kill_uid(uid)
-                UID_POOL.release(uid)
             self._cleanup(cwd)
 
     def probe(self) -> str | None:
@@ -254,7 +267,7 @@ class _LaunchingSandbox(Sandbox):
         return None
 
 
-class BwrapSandbox(_LaunchingSandbox):
+class BwrapSandbox(LaunchingSandbox):
     name, isolates_network = "bwrap", True
     _sweep_on_exit = False  # its pid namespace dies with it
 
@@ -285,7 +298,7 @@ class BwrapSandbox(_LaunchingSandbox):
         return 128 - code if code is not None and 128 < code < 128 + 65 else code
 
 
-class SubprocessSandbox(_LaunchingSandbox):
+class SubprocessSandbox(LaunchingSandbox):
     name, isolates_network = "subprocess", False
 
     def __init__(self, uids: range | None = DEFAULT_UIDS, reason: str = "chosen explicitly"):

@@ -71,7 +71,16 @@ async def _call_one(env: RolloutEnv, rollout: Rollout, turn: int, name: str, arg
 
 async def run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv,
                       trace_id: str | None = None) -> Rollout:
-    rollout = Rollout(trace_id=trace_id or new_trace_id(), row_index=row_index, item=row.item)
+    trace_id = trace_id or new_trace_id()
+    try:
+        return await _run_rollout(row, row_index, env, trace_id)
+    finally:  # however it ended, also cancelled: tools release what they hold for it (sandboxes)
+        closing = [t.close_trace(trace_id) for t in env.tools.values() if hasattr(t, "close_trace")]
+        await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
+
+
+async def _run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv, trace_id: str) -> Rollout:
+    rollout = Rollout(trace_id=trace_id, row_index=row_index, item=row.item)
     t_start = time.perf_counter()
     schemas = _tool_schemas(row, env)
     known = set(env.tools)

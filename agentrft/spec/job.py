@@ -33,9 +33,46 @@ from agentrft.spec.errors import spec_error_from
 Auto = Literal["auto"]
 
 
+class SandboxLimitsDecl(BaseModel):
+    """Per-command and per-sandbox limits (agentrft.tools.sandbox.WorkspaceLimits)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cpu_seconds: int = Field(default=20, ge=1)
+    memory_bytes: int = Field(default=1 << 30, ge=16 << 20)
+    max_processes: int = Field(default=64, ge=4)
+    wall_seconds: float = Field(default=30.0, gt=0)
+    output_bytes: int = Field(default=256 << 10, ge=1024)
+    open_files: int = Field(default=256, ge=16)
+    workspace_bytes: int = Field(default=256 << 20, ge=1 << 20)
+    tmp_bytes: int = Field(default=64 << 20, ge=1 << 20)
+
+
+class SandboxDecl(BaseModel):
+    """Our extension: a tool run in a per-rollout sandbox (agentrft.tools.shell_tools).
+
+        tools:
+          - {name: shell, sandbox: {workspace: "repos/{{item.repo}}"}}
+          - {name: read_file, sandbox: {workspace: "repos/{{item.repo}}"}}
+
+    Tools with the same sandbox settings share one sandbox per rollout."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool: Literal["shell", "read_file"] | None = None  # default: the tool's name
+    workspace: str | None = None  # copied into each rollout's /workspace; {{item.x}}; relative to the job file
+    backend: Literal["auto", "bwrap", "docker"] = "auto"
+    image: str | None = None  # docker backend: the container image
+    expose: list[str] = Field(default_factory=list)  # bwrap: extra host paths, read-only
+    limits: SandboxLimitsDecl = Field(default_factory=SandboxLimitsDecl)
+    max_output_chars: int = Field(default=4000, ge=100)  # of one call's output, shown to the model
+
+    def share_key(self) -> str:
+        """Tools whose declarations agree on everything but `tool` share a sandbox."""
+        return self.model_dump_json(exclude={"tool"})
+
+
 class ToolDecl(BaseModel):
     """A job-level tool: an HTTP endpoint (OpenAI's shape) or, our extensions, a Python function
-    (`package.module:function`) or an MCP server."""
+    (`package.module:function`), an MCP server, or a sandboxed `shell`/`read_file`."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
@@ -43,15 +80,25 @@ class ToolDecl(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     python: str | None = None
     mcp: dict[str, Any] | None = None
+    sandbox: SandboxDecl | None = None
     timeout_s: float = Field(default=600.0, gt=0)
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> "ToolDecl":
-        kinds = [k for k in ("server_url", "python", "mcp") if getattr(self, k) is not None]
+        kinds = [k for k in ("server_url", "python", "mcp", "sandbox") if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError(f"tool {self.name!r} needs exactly one of server_url, python, mcp "
-                             f"(got {', '.join(kinds) or 'none'})")
+            raise ValueError(f"tool {self.name!r} needs exactly one of server_url, python, mcp, "
+                             f"sandbox (got {', '.join(kinds) or 'none'})")
+        if self.sandbox is not None and self.sandbox_tool is None:
+            raise ValueError(f"tool {self.name!r}: sandbox.tool must say which sandboxed tool it "
+                             f"is ('shell' or 'read_file'), since the name is neither")
         return self
+
+    @property
+    def sandbox_tool(self) -> str | None:
+        if self.sandbox is None:
+            return None
+        return self.sandbox.tool or (self.name if self.name in ("shell", "read_file") else None)
 
 
 class Hyperparameters(BaseModel):
@@ -240,4 +287,9 @@ def load_job(path: str | Path) -> JobSpec:
             updates[key] = str((base / value).resolve())
     if job.model.startswith(("./", "../")):
         updates["model"] = str((base / job.model).resolve())
-    return job.model_copy(update=updates)
+    job = job.model_copy(update=updates)
+    for tool in job.rl.tools:  # sandbox workspaces, like the data files, are relative to the job
+        ws = tool.sandbox.workspace if tool.sandbox else None
+        if ws and not ws.startswith("{{") and not Path(ws).is_absolute():
+            tool.sandbox.workspace = str(base.resolve() / ws)
+    return job

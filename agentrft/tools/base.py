@@ -53,5 +53,10 @@ class ToolClient(abc.ABC):
     async def check(self) -> None:
         """Preflight before training starts; raise ToolUnreachable if the tool cannot answer."""
 
+    async def close_trace(self, trace_id: str) -> None:
+        """The rollout `trace_id` has ended (completed, truncated, discarded or cancelled):
+        release what the tool holds for it, e.g. its sandbox. Called once per rollout and
+        tool, also for tools the rollout never called."""
+
     async def aclose(self) -> None:
         """Release connections."""

@@ -55,9 +55,13 @@ def import_roots(job_file: str | Path | None = None) -> None:
 
 def build_tools(decls: list[ToolDecl]) -> dict[str, ToolClient]:
     tools: dict[str, ToolClient] = {}
+    pools: dict[str, object] = {}  # sandboxed tools with the same settings share a pool
     for i, d in enumerate(decls):
         field = f"method.reinforcement.tools[{i}]"
-        if d.server_url is not None:
+        if d.sandbox is not None:
+            from agentrft.tools.shell_tools import build_sandbox_tool
+            tools[d.name] = build_sandbox_tool(d, pools)
+        elif d.server_url is not None:
             tools[d.name] = HttpTool(d.name, d.server_url, headers=d.headers, timeout_s=d.timeout_s)
         elif d.python is not None:
             try:
@@ -113,6 +117,10 @@ def validate_job(job: JobSpec) -> ValidatedJob:
     if job.validation_file:
         valid_rows = load_dataset(job.validation_file)
         _check_row_tools(valid_rows, job.validation_file, names)
+    if any(t.sandbox is not None for t in job.rl.tools):
+        from agentrft.tools.shell_tools import check_workspaces
+        check_workspaces(job.rl.tools, [(job.training_file, train_rows),
+                                        (job.validation_file, valid_rows)])
     return ValidatedJob(job, train_rows, valid_rows, grader)
 
 
