@@ -182,7 +182,7 @@ class _SandboxTool(ToolClient):
                 raise ValueError("arguments must be a JSON object")
             argv = self.argv(arguments)
         except (ValueError, TypeError, KeyError) as exc:
-            return ToolOutcome(f"Error: {exc}", is_error=True,
+            return ToolOutcome(f"Error: {exc}", is_error=True, status_code=400,
                                latency_s=time.perf_counter() - start)
         sandbox = await self.pool.get(request.trace_id, request.item)
         output, is_error = self.pool.format(await sandbox.exec(argv))

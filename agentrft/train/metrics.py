@@ -48,6 +48,9 @@ def rollout_metrics(rollouts: list[Rollout], prefix: str) -> dict[str, float | N
     out[f"{p}budget_exceeded_rollouts"] = float(sum(r.status == "budget_exceeded" for r in rollouts))
     out[f"{p}truncated_rollouts"] = float(sum(r.status == "truncated" for r in rollouts))
     out[f"{p}turns_per_rollout"] = _mean([float(r.turns) for r in rollouts])
+    # calls per turn that made any: a coding agent learns to issue many at once, in fewer turns
+    turns_with_calls = sum(len({c.turn for c in r.tool_calls}) for r in rollouts)
+    out[f"{p}parallel_tool_calls_per_turn"] = len(calls) / turns_with_calls if turns_with_calls else None
     return out
 
 
