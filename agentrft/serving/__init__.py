@@ -1,0 +1,1 @@
+"""Serving trained models over OpenAI's API (`agentrft serve`): see `app.py`."""

@@ -1,0 +1,58 @@
+"""Token-by-token decoding for streamed responses.
+
+The non-streamed path samples through `TransformersEngine`, which returns whole completions.
+A stream needs each token as it is sampled, so this is the same loop in a generator: one
+prompt, fanned out to `n` rows, a KV cache, and `sample_next` (the engine's own sampling
+function, so temperature, top-p and the reported log-probs mean the same thing).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from agentrft.engines.base import SamplingParams
+from agentrft.engines.transformers_engine import sample_next
+
+
+@torch.no_grad()
+def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
+                  generator: torch.Generator | None, pad_token_id: int, top_k: int = 0
+                  ) -> Iterator[tuple[list[int], list[float], list[list[tuple[int, float]]]]]:
+    """Yield per step: the n sampled tokens, their log-probs and the top-k (token, log-prob)
+    pairs per row. A row ends at its first stop token; later steps give it padding, which
+    the caller ignores. Ends when every row has stopped or after max_new_tokens steps."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt], device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.expand(n, -1)
+        stop = torch.tensor(params.stop_token_ids or [-1], device=device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        position = len(prompt)
+        for _ in range(params.max_new_tokens):
+            tok, logp = sample_next(logits, params, generator)
+            tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
+            top: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+            if top_k:
+                scaled = logits.float() / params.temperature if params.temperature > 0 \
+                    else logits.float()
+                values, indices = torch.log_softmax(scaled, -1).topk(top_k, -1)
+                top = [list(zip(indices[b].tolist(), values[b].tolist())) for b in range(n)]
+            done |= torch.isin(tok, stop)
+            yield tok.tolist(), logp.tolist(), top
+            if bool(done.all()):
+                return
+            pos = torch.full((n, 1), position, device=device)
+            out = model(input_ids=tok[:, None], position_ids=pos, past_key_values=cache,
+                        use_cache=True, logits_to_keep=1)
+            cache, logits = out.past_key_values, out.logits[:, -1]
+            position += 1
+    finally:
+        model.train(was_training)
