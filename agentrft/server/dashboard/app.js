@@ -176,6 +176,7 @@ function chartTraces(spec, data) {
 }
 
 function drawCharts(container, data) {
+  const lastStep = data.metrics.reduce((a, m) => Math.max(a, m.step), 0);
   // every box first, so the grid has its final width before Plotly measures it
   for (const [id] of CHARTS) {
     if (!document.getElementById(id)) container.append(el("div", {id, class: "chart"}));
@@ -184,7 +185,7 @@ function drawCharts(container, data) {
     const div = document.getElementById(id);
     const traces = chartTraces(spec, data);
     const layout = {title: {text: title, font: {size: 13}, x: 0.01, xanchor: "left"}, margin: {l: 50, r: 10, t: 36, b: 30},
-      xaxis: {rangemode: "tozero", hoverformat: "d"}, yaxis: {title: {text: yTitle}},
+      xaxis: {rangemode: "tozero", hoverformat: "d", tickformat: "d", dtick: lastStep <= 10 ? 1 : undefined}, yaxis: {title: {text: yTitle}},
       legend: {orientation: "h", y: -0.12, font: {size: 10}}, showlegend: true,
       hovermode: "x unified",
       annotations: traces.length ? [] : [{text: "no data yet", showarrow: false,
