@@ -31,7 +31,7 @@ PHASES = ("train", "eval")
 READ_CHUNK = 8 * 2**20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """What the index keeps of one rollouts.jsonl line."""
 
