@@ -101,6 +101,26 @@ class ToolDecl(BaseModel):
         return self.sandbox.tool or (self.name if self.name in ("shell", "read_file") else None)
 
 
+class EngineDecl(BaseModel):
+    """Where rollouts are sampled (`agentrft.engines.build`): in this process (`transformers`,
+    the default) or on a server speaking OpenAI's completions API with token ids (`remote`:
+    vLLM, SGLang, `agentrft serve`), which gets the LoRA adapter after every step."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["transformers", "remote"] = "transformers"
+    base_url: str | None = None  # e.g. http://127.0.0.1:8001/v1
+    model: str | None = None  # the base model's id on the server (default: the first listed)
+    api_key_env: str | None = None  # the environment variable holding the server's key
+    adapter_dir: str | None = None  # where adapters are written; the server must read it
+    timeout_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> "EngineDecl":
+        if self.type == "remote" and not (self.base_url or "").startswith(("http://", "https://")):
+            raise ValueError("a remote engine needs base_url, an http(s) URL ending in /v1")
+        return self
+
+
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -131,6 +151,9 @@ class Hyperparameters(BaseModel):
     micro_batch_tokens: int = Field(default=4096, ge=16)
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
+    turn_penalty: float = Field(default=0.0, ge=0)  # reward cost per turn beyond soft_max_turns
+    soft_max_turns: int = Field(default=0, ge=0)  # turns (model replies) a rollout may take for free
+    wall_time_penalty: float = Field(default=0.0, ge=0)  # reward cost per second of a rollout's wall time
     max_discarded_fraction: float = Field(default=0.5, ge=0, le=1)  # more in a step: pause
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs, tests)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)  # overrides the top-level seed
@@ -189,6 +212,7 @@ class Reinforcement(BaseModel):
     max_episode_steps: int = Field(default=10, ge=1)  # tool calls allowed per rollout
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     response_format: dict[str, Any] | None = None
+    engine: EngineDecl | None = None  # agentrft's own: in-process (default) or a remote server
 
     @model_validator(mode="after")
     def _unique_tool_names(self) -> "Reinforcement":

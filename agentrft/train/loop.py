@@ -69,6 +69,10 @@ def shape_rewards(rollouts: list[Rollout], job: JobSpec) -> None:
         shaped = r.reward - hp.reasoning_token_penalty * r.reasoning_tokens
         if r.status == "budget_exceeded":
             shaped -= hp.budget_exceeded_penalty
+        # an agent that explores forever is slow: turns past a soft limit, and wall time, cost
+        # (wall time includes waiting for the shared engine batch, so it is noisier than turns)
+        shaped -= hp.turn_penalty * max(0, r.turns - hp.soft_max_turns)
+        shaped -= hp.wall_time_penalty * r.timing.get("rollout", 0.0)
         r.shaped_reward = shaped
 
 
@@ -154,6 +158,7 @@ class Trainer:
             checkpoint = latest_checkpoint(self.run.path) if resume else None
             if checkpoint is not None:
                 state = load_checkpoint(checkpoint, policy, engine_generator=self.engine.generator)
+                self.engine.sync_weights(policy.model)  # a remote engine gets the loaded weights
                 start = state["step"]
                 self.run.truncate_after(start)
                 self.run.log_event(f"resumed from {checkpoint.name} (step {start})")
@@ -203,6 +208,8 @@ class Trainer:
         shape_rewards(rollouts, self.job)
         seqs, zero_variance = training_sequences(rollouts, self.job)
         update = policy.update(seqs) if seqs else {}
+        if seqs:
+            self.engine.sync_weights(policy.model)  # no-op in-process; a remote engine pushes
         t_trained = time.perf_counter()
         for r in rollouts:
             self.run.log_rollout({"step": step + 1, "phase": "train", **r.to_record()})
