@@ -172,7 +172,7 @@ def cmd_serve(args) -> int:
         keys.append(os.environ["AGENTRFT_API_KEY"])
     serve_model(args.model, host=args.host, port=args.port, api_keys=keys, device=args.device,
                 served_model_name=args.served_model_name, seed=args.seed,
-                max_batch_size=args.max_batch_size)
+                max_batch_size=args.max_batch_size, max_model_len=args.max_model_len)
     return 0
 
 
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--served-model-name", help="the model id clients use (default: MODEL)")
     sv.add_argument("--seed", type=int, default=0, help="sampling seed for requests without one")
     sv.add_argument("--max-batch-size", type=int, default=64)
+    sv.add_argument("--max-model-len", type=int,
+                    help="longest prompt + completion (default: the model's max positions)")
     sv.set_defaults(fn=cmd_serve)
 
     x = sub.add_parser("export", help="write a checkpoint as a plain Hugging Face model directory "

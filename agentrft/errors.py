@@ -8,6 +8,7 @@
     │   └── ToolInfraFailure   retries exhausted (5xx, timeout, connection): the rollout is discarded
     ├── GraderError
     │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
+    ├── EngineError            an inference server failed or answered something unusable
     ├── CheckpointError        a checkpoint is missing or unreadable on --resume
     └── TrainingPaused         too many rollouts discarded in a step: checkpointed and stopped
 
@@ -58,6 +59,10 @@ class GraderError(AgentRFTError):
 
 class GraderInfraFailure(GraderError):
     """The grader could not produce a score (after retries); discard the rollout."""
+
+
+class EngineError(AgentRFTError):
+    """A remote inference server failed after retries, or refused or garbled a request."""
 
 
 class CheckpointError(AgentRFTError):

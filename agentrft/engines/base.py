@@ -39,3 +39,8 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Sample one completion per prompt (prompts may differ in length)."""
+
+    def sync_weights(self, model) -> None:
+        """Called by the trainer after the policy's weights change (an update, a checkpoint
+        loaded). An engine that samples from the policy's own model object has nothing to
+        do; one that samples elsewhere (`RemoteEngine`) sends the new weights there."""

@@ -52,7 +52,7 @@ class ScoredToken:
 
 class ModelHost:
     def __init__(self, model, tokenizer, *, name: str, device: str = "cpu", seed: int = 0,
-                 max_batch_size: int = 64):
+                 max_batch_size: int = 64, max_model_len: int | None = None):
         self.name = name
         self.tokenizer = tokenizer
         self.renderer = ChatRenderer(tokenizer)
@@ -63,14 +63,15 @@ class ModelHost:
         self.adapters: dict[str, str] = {}  # name -> the path it was loaded from
         self.lock = threading.Lock()
         config = model.config
-        self.max_context = int(getattr(config, "max_position_embeddings", 0) or 2048)
+        self.max_context = max_model_len or int(getattr(config, "max_position_embeddings", 0) or 2048)
 
     @classmethod
     def load(cls, ref: str, *, name: str | None = None, device: str = "cpu", seed: int = 0,
-             max_batch_size: int = 64) -> "ModelHost":
+             max_batch_size: int = 64, max_model_len: int | None = None) -> "ModelHost":
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         return cls(merged_model(ref, dtype=dtype), load_tokenizer(ref), name=name or ref,
-                   device=device, seed=seed, max_batch_size=max_batch_size)
+                   device=device, seed=seed, max_batch_size=max_batch_size,
+                   max_model_len=max_model_len)
 
     @property
     def model(self):

@@ -15,7 +15,7 @@ from agentrft.server.run import LOOPBACK
 def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8001,
                 api_keys: list[str] | None = None, device: str = "cpu",
                 served_model_name: str | None = None, seed: int = 0,
-                max_batch_size: int = 64) -> None:
+                max_batch_size: int = 64, max_model_len: int | None = None) -> None:
     import uvicorn
 
     from agentrft.serving.app import create_app
@@ -27,7 +27,7 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8001,
               f"127.0.0.1 instead of {host}", file=sys.stderr)
         host = "127.0.0.1"
     loaded = ModelHost.load(model, name=served_model_name or model, device=device, seed=seed,
-                            max_batch_size=max_batch_size)
+                            max_batch_size=max_batch_size, max_model_len=max_model_len)
     print(f"agentrft serve: {loaded.name!r} at http://{host}:{port}/v1 on {device} "
           f"(pid {os.getpid()})", file=sys.stderr, flush=True)
     uvicorn.run(create_app(loaded, api_keys=keys), host=host, port=port, log_level="warning")

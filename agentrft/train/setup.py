@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentrft.engines.base import SamplingParams
-from agentrft.engines.transformers_engine import TransformersEngine
+from agentrft.engines.base import Engine
+from agentrft.engines.build import build_engine, check_engine
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader
 from agentrft.models.chat import ChatRenderer
@@ -110,6 +111,7 @@ def _check_tool_targets(decls: list[ToolDecl]) -> None:
 def validate_job(job: JobSpec) -> ValidatedJob:
     grader = build_job_grader(job)
     _check_tool_targets(job.rl.tools)
+    check_engine(job)
     names = {t.name for t in job.rl.tools}
     train_rows = load_dataset(job.training_file)
     _check_row_tools(train_rows, job.training_file, names)
@@ -130,12 +132,11 @@ async def preflight(tools: dict[str, ToolClient]) -> None:
 
 
 def build_env(job: JobSpec, model, tokenizer, tools: dict[str, ToolClient], grader: Grader, *,
-              device: str) -> tuple[RolloutEnv, TransformersEngine]:
+              device: str) -> tuple[RolloutEnv, Engine]:
     """The rollout environment for a model: engine, batching sampler, chat rendering, budgets."""
     hp = job.hp
     renderer = ChatRenderer(tokenizer)
-    engine = TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
-                                seed=job.effective_seed)
+    engine = build_engine(job, model, tokenizer, device=device)  # in-process unless spec'd remote
     params = SamplingParams(temperature=hp.temperature, top_p=hp.top_p,
                             max_new_tokens=hp.max_new_tokens, stop_token_ids=renderer.stop_token_ids)
     env = RolloutEnv(sampler=BatchingSampler(engine), renderer=renderer, tools=tools, params=params,

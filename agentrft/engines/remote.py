@@ -1,0 +1,182 @@
+"""`RemoteEngine`: sample from a server speaking OpenAI's completions API with token ids —
+vLLM, SGLang, or our own `agentrft serve` — while training stays token-in, token-out.
+
+Each `generate` call is one `POST /v1/completions` whose `prompt` is the batch of token-id
+lists (the rollouts' exact sequences, never re-tokenized text), asking for each sampled
+token's id and log-probability with vLLM's extras:
+
+    {"model": ..., "prompt": [[ids...], ...], "max_tokens", "temperature", "top_p", "seed",
+     "logprobs": 0, "stop_token_ids": [...], "skip_special_tokens": false,
+     "return_token_ids": true, "return_tokens_as_token_ids": true}
+
+Ids come from `choices[i].token_ids` (vLLM ≥ 0.10.2 and `agentrft serve`), or else from the
+`"token_id:N"` strings of `logprobs.tokens`. The seed of each request is drawn from
+`self.generator`, so a checkpoint's RNG state covers remote sampling too.
+
+Between steps the trainer calls `sync_weights(model)`: the LoRA adapter is saved to
+`adapter_dir` (a folder the server can read: the same machine, or a shared file system),
+loaded under a new name through `POST /v1/load_lora_adapter`, and the previous one is
+unloaded; later requests name the new adapter. Full fine-tuning is not supported remotely:
+the OpenAI-compatible servers load adapters at run time, not whole weights.
+
+Pointing it at vLLM (see `docs` in the README):
+
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve /path/to/base --enable-lora \\
+        --max-lora-rank 16 --max-loras 2 --logprobs-mode processed_logprobs
+    # job spec: method.reinforcement.engine: {type: remote, base_url: "http://host:8000/v1"}
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.errors import EngineError
+from agentrft.httpio import describe_error
+
+
+class RemoteEngine(Engine):
+    def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
+                 seed: int = 0, timeout_s: float = 600.0, adapter_dir: str | Path | None = None,
+                 max_batch_size: int = 256, max_retries: int = 3, backoff_s: float = 0.5,
+                 transport: httpx.BaseTransport | None = None):
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s,
+                                   transport=transport)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.max_batch_size = max_batch_size
+        self.max_retries, self.backoff_s = max_retries, backoff_s
+        self.base_model = model or self._first_model()
+        self.model = self.base_model  # what requests name: the base, or the newest adapter
+        self._own_dir = adapter_dir is None
+        self.adapter_dir = Path(adapter_dir or tempfile.mkdtemp(prefix="agentrft-adapters-"))
+        self.adapter_dir.mkdir(parents=True, exist_ok=True)
+        self._run = uuid.uuid4().hex[:8]  # adapter names stay unique if several runs share a server
+        self.pushes = 0
+
+    # --- HTTP ----------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """A 4xx is our request's fault: raised at once, with the server's message. A 5xx or a
+        connection failure is retried with backoff, then raised."""
+        last = ""
+        for attempt in range(1 + self.max_retries):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = self.client.request(method, path, json=body)
+            except httpx.TransportError as e:
+                last = describe_error(e)
+                continue
+            if resp.status_code >= 500:
+                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                continue
+            if resp.status_code >= 400:
+                raise EngineError(f"{method} {self.base_url}{path} answered {resp.status_code}: "
+                                  f"{_message(resp)}")
+            return resp
+        raise EngineError(f"{method} {self.base_url}{path} failed after {1 + self.max_retries} "
+                          f"attempts; last error: {last}")
+
+    def _first_model(self) -> str:
+        data = self._send("GET", "/models").json().get("data") or []
+        if not data:
+            raise EngineError(f"{self.base_url}/models lists no model")
+        return data[0]["id"]
+
+    # --- sampling ------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        out: list[Completion] = []
+        for i in range(0, len(prompts), self.max_batch_size):
+            out.extend(self._generate_batch(prompts[i:i + self.max_batch_size], params))
+        return out
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+        body = {"model": self.model, "prompt": prompts, "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature, "top_p": params.top_p, "seed": seed, "n": 1,
+                "logprobs": 0, "stop_token_ids": list(params.stop_token_ids),
+                "skip_special_tokens": False, "return_token_ids": True,
+                "return_tokens_as_token_ids": True}
+        choices = sorted(self._send("POST", "/completions", body).json()["choices"],
+                         key=lambda c: c["index"])
+        if len(choices) != len(prompts):
+            raise EngineError(f"asked for {len(prompts)} completions, got {len(choices)}")
+        return [_completion(c, params) for c in choices]
+
+    # --- weights -------------------------------------------------------------------------------
+
+    def sync_weights(self, model) -> None:
+        """Push the policy's current LoRA adapter and sample from it from now on."""
+        if not hasattr(model, "peft_config"):
+            raise EngineError("a remote engine samples the server's base model plus the "
+                              "policy's LoRA adapter; this policy has no adapter "
+                              "(hyperparameters.finetune must be 'lora')")
+        self.pushes += 1
+        name = f"agentrft-{self._run}-{self.pushes}"
+        path = self.adapter_dir / name
+        model.save_pretrained(path)
+        self._send("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": str(path.resolve())})
+        previous, self.model = self.model, name
+        if previous != self.base_model:
+            self._unload(previous)
+
+    def _unload(self, name: str) -> None:
+        self._send("POST", "/unload_lora_adapter", {"lora_name": name})
+        shutil.rmtree(self.adapter_dir / name, ignore_errors=True)
+
+    def close(self) -> None:
+        """Unload our adapter from the server and drop the folder we made; idempotent."""
+        try:
+            if self.model != self.base_model:
+                self._unload(self.model)
+                self.model = self.base_model
+        finally:
+            if self._own_dir:
+                shutil.rmtree(self.adapter_dir, ignore_errors=True)
+            self.client.close()
+
+
+def _completion(choice: dict[str, Any], params: SamplingParams) -> Completion:
+    logprobs = choice.get("logprobs") or {}
+    ids = choice.get("token_ids")
+    if ids is None:
+        try:
+            ids = [int(str(t).removeprefix("token_id:")) for t in logprobs.get("tokens") or []]
+        except ValueError:
+            raise EngineError("the server returned neither token_ids nor 'token_id:N' tokens; "
+                              "it must support return_token_ids or return_tokens_as_token_ids") from None
+    values = logprobs.get("token_logprobs")
+    if values is None or len(values) != len(ids):
+        raise EngineError(f"the server returned {0 if values is None else len(values)} "
+                          f"log-probabilities for {len(ids)} tokens")
+    values = [0.0 if v is None else float(v) for v in values]
+    finish = "stop" if choice.get("finish_reason") == "stop" else "length"
+    if finish == "stop" and (not ids or ids[-1] not in params.stop_token_ids):
+        # A server that leaves the stop token out of token_ids: it was sampled (it ended the
+        # turn), so put it back, with log-prob 0 since its value was not reported.
+        reason = choice.get("stop_reason")
+        if isinstance(reason, int) or params.stop_token_ids:
+            ids = list(ids) + [reason if isinstance(reason, int) else params.stop_token_ids[0]]
+            values.append(0.0)
+    return Completion(token_ids=list(ids), logprobs=values, finish_reason=finish)
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json().get("error")
+        if isinstance(err, dict):
+            return str(err.get("message"))
+        return str(resp.json().get("message") or resp.text[:300])
+    except ValueError:
+        return resp.text[:300]
