@@ -3,6 +3,7 @@
     agentrft demo [--quick] [--device cpu|cuda] [--out DIR]
     agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda]
     agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
+    agentrft compare RUN_A RUN_B --out DIR [--step-a N] [--step-b N]
     agentrft validate JOB.yaml
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
@@ -93,6 +94,9 @@ def cmd_eval(args) -> int:
           f"best-of-{args.samples} {_fmt(summary.get('best_of_n_reward'))}, "
           f"zero-variance rows {_fmt(summary.get('zero_variance_share'))}, "
           f"tool calls per rollout {_fmt(summary.get('valid_tool_calls_per_rollout'))}")
+    from agentrft.analysis.commands import eval_analysis, readiness_line
+
+    print(readiness_line(eval_analysis(out)["readiness"]))  # + variance.png, variance.html
     print(f"summary: {out / 'summary.json'}")
     return 0
 
@@ -258,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agentrft.jobs.client_cli import add_parser as add_jobs_parser
 
     add_jobs_parser(sub)
+    from agentrft.analysis.commands import add_parser as add_compare_parser
+
+    add_compare_parser(sub)
 
     g = sub.add_parser("graders", help="run or validate a grader config")
     gsub = g.add_subparsers(dest="graders_command", required=True)
