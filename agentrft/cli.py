@@ -52,10 +52,15 @@ def _fmt(value) -> str:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
+    from agentrft.analysis.alarm import AlarmWatcher
+    from agentrft.analysis.compare import read_metrics
     from agentrft.train.loop import StepReport, Trainer
 
     job = _load(args.job)
     out = Path(args.out or f"runs/{Path(args.job).stem}")
+    alarms = AlarmWatcher(out)  # reward hacking: a warning in events.jsonl and here
+    if args.resume:
+        alarms.replay(read_metrics(out))
     trainer = Trainer(job, out, device=args.device)
     bar = tqdm(total=trainer.total_steps, unit="step", dynamic_ncols=True, disable=args.quiet)
     started = time.perf_counter()
@@ -71,6 +76,8 @@ def cmd_train(args) -> int:
             f"valid {_fmt(m.get('valid_reward_mean'))} "
             f"{rollouts_done / max(time.perf_counter() - started, 1e-9):.2f} rollouts/s", refresh=False)
         bar.refresh()
+        for warning in alarms.on_metrics({**m, "step": report.step}):
+            bar.write(f"warning: {warning['message']}", file=sys.stderr)
 
     trainer.on_step = on_step
     metrics = asyncio.run(trainer.run_async(resume=args.resume))

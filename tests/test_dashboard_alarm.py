@@ -89,3 +89,43 @@ def test_replay_primes_a_resumed_run_without_raising_again(tmp_path):
     assert watcher.on_metrics({"step": 4, "valid_reward_mean": 0.96}) == []  # no new jump
     assert watcher.on_metrics({"step": 6, "valid_reward_mean": 0.2}) == []
     assert len(watcher.on_metrics({"step": 8, "valid_reward_mean": 0.95})) == 1
+
+
+def test_worker_stores_the_warning_for_the_dashboard(tmp_path, tiny_model_dir, monkeypatch):
+    """A real tiny job through the jobs worker, with the alarm made hair-trigger (any eval
+    after the first counts as a jump) so that it fires: the warning lands in the store with
+    examples that are real rollouts of the run, and the dashboard API serves it."""
+    from fastapi.testclient import TestClient
+
+    from agentrft.jobs import service, worker
+    from agentrft.jobs.store import JobStore
+    from agentrft.server import create_app
+    from tests.test_jobs_worker import body
+
+    hair_trigger = AlarmConfig(jump=-1.0, near_max=1.0)
+    monkeypatch.setattr(worker, "AlarmWatcher", lambda run_dir: AlarmWatcher(run_dir, hair_trigger))
+    store = JobStore(tmp_path / "data")
+    job = service.create_job(store, body(store, tiny_model_dir, max_steps=2))
+    service.validate_files_sync(store, job["id"])
+    worker.claim_next(store)
+    assert worker.run_job(store, job["id"]) == "succeeded"
+
+    warnings = store.events_of_type(job["id"], "warning")
+    # eval 1 "jumps" from the baseline; eval 2 does too, but an alarm already raised stays
+    # quiet until its condition clears
+    assert [w["data"]["step"] for w in warnings] == [1]
+    run_dir = tmp_path / "data" / "runs" / job["id"]
+    traces = {json.loads(x)["trace_id"]: json.loads(x)
+              for x in (run_dir / "rollouts.jsonl").read_text().splitlines()}
+    for w in warnings:
+        assert w["level"] == "warn" and w["data"]["examples"]
+        for x in w["data"]["examples"]:
+            rec = traces[x["trace_id"]]
+            assert (rec["step"], rec["phase"], rec["row_index"]) == (w["data"]["step"], "eval",
+                                                                    x["row_index"])
+    on_disk = [json.loads(x) for x in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert sum(e["type"] == "warning" for e in on_disk) == 1
+    with TestClient(create_app(store)) as client:
+        data = client.get(f"/dashboard/api/jobs/{job['id']}").json()
+        assert [w["id"] for w in data["warnings"]] == [w["id"] for w in warnings]
+    store.close()
