@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
@@ -211,3 +212,46 @@ def test_quartiles_and_distribution_by_hand(tmp_path):
         [0.0, 1.0], [0.75, 1.0], [1.5, 1.0], [2.25, 1.0], [3.0, 1.0])
     assert d["mean"] == [1.5, 1.0]
     assert d["per_tool"] == {"c": [0.75, 1.0], "s": [0.75, 0.0]}
+
+
+def test_no_query_makes_a_500(store, job):
+    """Arbitrary values for every parameter of every dashboard route: 2xx or 4xx, never 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    job_id = job[0]
+    text = st.one_of(st.text(max_size=30), st.integers(-2**70, 2**70).map(str),
+                     st.sampled_from(["0", "1", "4", "train", "eval", "", "-1", "1e3", "nan",
+                                      "trace_eval_4_1_0", "%00", "../.."]))
+    routes = st.sampled_from(["/jobs/{j}", "/jobs/{j}/steps", "/jobs/{j}/rows", "/jobs/{j}/trace",
+                              "/jobs"])
+    jobs = st.one_of(st.just(job_id), st.text(min_size=1, max_size=20).filter(lambda s: "/" not in s))
+    params = st.dictionaries(st.sampled_from(["step", "phase", "row", "trace_id", "limit"]), text,
+                             max_size=4)
+
+    with TestClient(create_app(store)) as client:
+        @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(routes, jobs, params)
+        def check(route, j, query):
+            r = client.get("/dashboard/api" + route.replace("{j}", quote(j, safe="")), params=query)
+            assert r.status_code < 500, (route, j, query, r.text)
+            if r.status_code >= 400:
+                assert r.json()["error"]["message"]
+
+        check()
+
+
+def test_every_dashboard_file_is_package_data():
+    """A non-editable install ships only what pyproject's package-data names."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["agentrft.server"]
+    files = [p.relative_to(root / "agentrft" / "server").as_posix()
+             for p in (root / "agentrft" / "server" / "dashboard").iterdir()]
+    assert sorted(files) == ["dashboard/app.js", "dashboard/index.html", "dashboard/style.css"]
+    for f in files:
+        assert any(fnmatch.fnmatch(f, g) for g in globs), f

@@ -127,9 +127,9 @@ def wait_for(driver, script: str, what: str):
     try:
         return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(
             lambda d: d.execute_script(script))
-    except Exception:
+    except Exception as e:
         shot(driver, f"failed-{what}")
-        raise AssertionError(f"timed out waiting for {what}; browser log: "
+        raise AssertionError(f"waiting for {what}: {type(e).__name__} {e}; browser log: "
                              f"{driver.get_log('browser')}") from None
 
 
@@ -229,3 +229,43 @@ def test_dashboard_end_to_end(finished):
         banner.find_element(By.TAG_NAME, "a").click()
         wait_for(driver, "return document.body.dataset.traceLoaded === '1'", "example trace")
         assert driver.find_elements(By.CSS_SELECTOR, '.rollout[data-trace="trace_eval_6_0_0"]')
+
+
+def test_job_page_follows_a_running_job(tmp_path):
+    """Charts grow as steps land, without reloading; the page stops polling once the job ends."""
+    from tests.dashboard_fixtures import synthesize_run
+
+    store = JobStore(tmp_path / "data")
+    job = store.create_job({"model": "m", "training_file": "f", "method": {}})
+    store.set_status(job["id"], "running")
+    run_dir = Path(store.job_row(job["id"])["run_dir"])
+    metrics = synthesize_run(tmp_path / "full", steps=8, rows=2, group=3, eval_every=4)
+    lines = (tmp_path / "full" / "rollouts.jsonl").read_text().splitlines(keepends=True)
+    run_dir.mkdir(parents=True)
+
+    def land(upto: int) -> None:
+        """Steps up to `upto` recorded, as the trainer and worker write them."""
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics[:upto + 1]))
+        (run_dir / "rollouts.jsonl").write_text("".join(x for x in lines if json.loads(x)["step"] <= upto))
+        for m in metrics[:upto + 1]:
+            store.add_event(job["id"], f"Step {m['step']}/8", type="metrics", step=m["step"],
+                            data={**m, "total_steps": 8})
+
+    land(3)
+    train_points = ("return (document.getElementById('chart-reward')?.data || [])"
+                    ".filter(t => t.meta === 'train_reward_mean').map(t => t.x.length)[0] || 0")
+    with serving(create_app(store)) as url, headless_chromium() as driver:
+        driver.get(f"{url}/#/jobs/{job['id']}")
+        assert wait_for(driver, f"const n = (() => {{ {train_points} }})(); return n === 3 && n",
+                        "3 train steps") == 3
+        land(6)
+        wait_for(driver, f"return (() => {{ {train_points} }})() === 6", "6 train steps")
+        box = driver.execute_script("return document.getElementById('chart-tool-calls').data[0].x.length")
+        assert box == 6
+        land(8)
+        store.set_status(job["id"], "succeeded")
+        wait_for(driver, "return document.getElementById('job-status').textContent === 'succeeded'",
+                 "status")
+        assert driver.execute_script(f"return (() => {{ {train_points} }})()") == 8
+        shot(driver, "06-followed-running-job")
+    store.close()

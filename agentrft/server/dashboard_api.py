@@ -190,6 +190,8 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
         job = job_or_404(job_id)
         latest = store.latest_metrics(job_id) or {}
         events, _ = store.list_events(job_id, limit=EVENTS_SHOWN)
+        for e in events:  # the log shows messages; metrics are in `metrics`, warnings below
+            e.pop("data", None)
         checkpoints = [{"step": r["step"], "model_name": r["model_name"],
                         "created_at": r["created_at"], "metrics": json.loads(r["metrics"])}
                        for r in store.checkpoint_rows(job_id)]

@@ -86,7 +86,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
     supervisor = WorkerSupervisor(data_dir, device=device, count=workers)
     supervisor.start()
     print(f"agentrft server: http://{host}:{port}/v1 (data {data_dir}, {workers} worker(s) on "
-          f"{device}, pid {os.getpid()})", file=sys.stderr, flush=True)
+          f"{device}, pid {os.getpid()}); dashboard: http://{host}:{port}/"
+          + (" (sign in with an API key)" if api_keys else ""), file=sys.stderr, flush=True)
     try:
         uvicorn.run(create_app(store, api_keys=api_keys), host=host, port=port, log_level="warning")
     finally:
