@@ -14,12 +14,11 @@ import json
 import httpx
 import openai
 import pytest
-import torch
 from openai import OpenAI
 
 from agentrft.models.chat import ChatRenderer
 from agentrft.models.loading import load_model, load_tokenizer
-from tests.serving_fixtures import ServeProcess, train_tiny
+from tests.serving_fixtures import ServeProcess, overfit, train_tiny
 from tests.tiny_model import full_forward_logprobs
 
 KEY = "sk-serve-test"
@@ -38,37 +37,14 @@ ANSWER_TEXT = "Ada is in room 12."
 
 
 def train_tool_caller(base_dir, out_dir):
-    """Full fine-tune the tiny model until greedy decoding writes CALL_TEXT after ASK and
-    ANSWER_TEXT after the tool result; saved as the trainer saves a full checkpoint."""
+    """The tiny model, trained until greedy decoding writes CALL_TEXT after ASK and
+    ANSWER_TEXT after the tool result."""
     tok = load_tokenizer(str(base_dir))
     renderer = ChatRenderer(tok)
-    model = load_model(str(base_dir)).train()
-    examples = []
-    for messages, target in ((ASK, CALL_TEXT), (ANSWER_MESSAGES, ANSWER_TEXT)):
-        prompt = renderer.prompt_ids(messages, TOOLS)
-        answer = tok.encode(target, add_special_tokens=False) + [renderer.stop_token_ids[0]]
-        examples.append((prompt, answer))
-    model.model.embed_tokens.requires_grad_(False)  # its dense gradient is most of a step's cost
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-2,
-                           foreach=True)
-    torch.manual_seed(0)
-    for _ in range(300):
-        loss = 0.0
-        for prompt, answer in examples:
-            ids = torch.tensor([prompt + answer])
-            hidden = model.model(input_ids=ids).last_hidden_state[0, len(prompt) - 1:-1]
-            logits = model.lm_head(hidden)  # only where the answer is predicted
-            loss = loss + torch.nn.functional.cross_entropy(logits, torch.tensor(answer))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if float(loss.detach()) < 2e-2:  # greedy decoding is exact long before this
-            break
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    (out_dir / "agentrft_checkpoint.json").write_text(json.dumps(
-        {"base_model": str(base_dir), "finetune": "full", "step": 1}))
-    return out_dir
+    examples = [(renderer.prompt_ids(messages, TOOLS),
+                 tok.encode(target, add_special_tokens=False) + [renderer.stop_token_ids[0]])
+                for messages, target in ((ASK, CALL_TEXT), (ANSWER_MESSAGES, ANSWER_TEXT))]
+    return overfit(base_dir, out_dir, examples)
 
 
 @pytest.fixture(scope="module")

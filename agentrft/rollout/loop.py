@@ -46,13 +46,14 @@ def new_trace_id() -> str:
 
 
 def _tool_schemas(row: DatasetRow, env: RolloutEnv) -> list[dict[str, Any]]:
-    """The row's tool schemas; a job tool the row does not describe is offered by name only."""
+    """The row's tool schemas; a job tool the row does not describe is offered with the schema
+    its client knows (an MCP server's own), else by name only."""
     schemas = row.tools_as_dicts()
     described = {t["function"]["name"] for t in schemas}
-    for name in env.tools:
+    for name, client in env.tools.items():
         if name not in described:
-            schemas.append({"type": "function", "function": {"name": name, "description": "",
-                                                             "parameters": {"type": "object"}}})
+            schemas.append(client.schema or {"type": "function", "function": {
+                "name": name, "description": "", "parameters": {"type": "object"}}})
     return schemas
 
 

@@ -45,6 +45,9 @@ class ToolOutcome:
 
 class ToolClient(abc.ABC):
     name: str
+    # The OpenAI function-tool schema to offer the model when a dataset row does not describe
+    # the tool itself; None: offered by name only. MCP tools take it from the server.
+    schema: dict[str, Any] | None = None
 
     @abc.abstractmethod
     async def call(self, request: ToolCallRequest) -> ToolOutcome:

@@ -69,8 +69,11 @@ def build_tools(decls: list[ToolDecl]) -> dict[str, ToolClient]:
                 tools[d.name] = PythonTool(d.name, d.python)
             except SpecError as e:
                 raise _refield(e, f"{field}.python") from None
-        else:
-            raise SpecError("MCP tools are not supported yet", field=f"{field}.mcp")
+        else:  # an MCP server: each tool it lists becomes a tool of the job
+            from agentrft.tools.mcp_tool import mcp_tools_for
+
+            others = set(tools) | {x.name for x in decls if x is not d}
+            tools.update({t.name: t for t in mcp_tools_for(d, field, others)})
     return tools
 
 
@@ -105,7 +108,9 @@ def _check_tool_targets(decls: list[ToolDecl]) -> None:
             except SpecError as e:
                 raise _refield(e, f"method.reinforcement.tools[{i}].python") from None
         elif d.mcp is not None:
-            raise SpecError("MCP tools are not supported yet", field=f"method.reinforcement.tools[{i}].mcp")
+            from agentrft.tools.mcp_tool import parse_mcp_config
+
+            parse_mcp_config(d.mcp, f"method.reinforcement.tools[{i}].mcp")
 
 
 def validate_job(job: JobSpec) -> ValidatedJob:
@@ -113,6 +118,10 @@ def validate_job(job: JobSpec) -> ValidatedJob:
     _check_tool_targets(job.rl.tools)
     check_engine(job)
     names = {t.name for t in job.rl.tools}
+    if any(t.mcp is not None for t in job.rl.tools):  # rows may describe the servers' tools
+        from agentrft.tools.mcp_tool import mcp_tool_names
+
+        names |= mcp_tool_names(job.rl.tools)
     train_rows = load_dataset(job.training_file)
     _check_row_tools(train_rows, job.training_file, names)
     valid_rows: list[DatasetRow] = []
