@@ -77,9 +77,10 @@ def test_jobs_and_job_page_data(client, job):
         assert len(calls) == 12
         assert (dist["min"][k], dist["max"][k]) == (calls[0], calls[-1])
         assert dist["mean"][k] == pytest.approx(sum(calls) / 12)
-        search = sum(c["name"] == "search" for r in rollouts if r["step"] == step
-                     and r["phase"] == "train" for c in r["tool_calls"])
-        assert dist["per_tool"]["search"][k] == pytest.approx(search / 12)
+        search = sorted(sum(c["name"] == "search" for c in r["tool_calls"]) for r in rollouts
+                        if r["step"] == step and r["phase"] == "train")
+        assert dist["per_tool"]["search"]["mean"][k] == pytest.approx(sum(search) / 12)
+        assert dist["per_tool"]["search"]["max"][k] == search[-1]
 
 
 def test_steps_rows_and_traces(client, job):
@@ -211,7 +212,10 @@ def test_quartiles_and_distribution_by_hand(tmp_path):
     assert (d["min"], d["q1"], d["median"], d["q3"], d["max"]) == (
         [0.0, 1.0], [0.75, 1.0], [1.5, 1.0], [2.25, 1.0], [3.0, 1.0])
     assert d["mean"] == [1.5, 1.0]
-    assert d["per_tool"] == {"c": [0.75, 1.0], "s": [0.75, 0.0]}
+    # per tool, rollouts without the tool count 0: step 1 c → 0 0 1 2, s → 0 1 2 0; step 2 c 1, s 0
+    assert d["per_tool"]["c"] == {"min": [0.0, 1.0], "q1": [0.0, 1.0], "median": [0.5, 1.0],
+                                  "q3": [1.25, 1.0], "max": [2.0, 1.0], "mean": [0.75, 1.0]}
+    assert d["per_tool"]["s"]["median"] == [0.5, 0.0] and d["per_tool"]["s"]["mean"] == [0.75, 0.0]
 
 
 def test_no_query_makes_a_500(store, job):

@@ -141,7 +141,7 @@ return charts.map(c => [c.id, c.data.map(t => [t.meta, t.x.length])]);
 
 
 def expected_points(metrics: list[dict], key: str, train_steps: int) -> int:
-    if key == "@tool_calls":
+    if key.startswith("@tool_calls"):  # the distribution, all tools or one
         return train_steps
     return sum(isinstance(m.get(key), (int, float)) and math.isfinite(m[key]) for m in metrics)
 
@@ -185,6 +185,7 @@ def test_dashboard_end_to_end(finished):
         assert by_chart["chart-reward"]["train_reward_mean"] == 3
         assert by_chart["chart-reward"]["valid_reward_mean"] == 4  # baseline + 3 evals
         assert by_chart["chart-tool-calls"]["@tool_calls"] == 3
+        assert by_chart["chart-tool-calls"]["@tool_calls.lookup"] == 3
         assert by_chart["chart-tool-calls"]["tool_calls_per_rollout.lookup"] == 3
         assert by_chart["chart-timing"]["timing.full_iteration"] == 3
         assert set(by_chart) == {"chart-reward", "chart-tokens", "chart-tool-calls",

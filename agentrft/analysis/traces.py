@@ -187,26 +187,27 @@ def quartiles(values: list[float]) -> dict[str, float]:
             "mean": sum(xs) / len(xs)}
 
 
+STATS = ("min", "q1", "median", "q3", "max", "mean")
+
+
 def tool_call_distribution(index: RolloutIndex, phase: str = "train") -> dict[str, Any]:
-    """Per step of `phase`: the distribution of tool calls per rollout (all tools), and per
-    tool the mean calls per rollout. Parallel lists keyed by statistic, one value per step."""
+    """Per step of `phase`, the distribution of tool calls per rollout: over all tools (the
+    top-level lists) and per tool (`per_tool[name]`, a rollout that never called the tool
+    counting 0). Parallel lists keyed by statistic, one value per step."""
     steps = [s for s in index.steps() if s.phase == phase]
-    out: dict[str, Any] = {"steps": [s.step for s in steps], "min": [], "q1": [], "median": [],
-                           "q3": [], "max": [], "mean": [], "per_tool": {}}
-    per_tool: dict[str, list[float]] = {}
-    for k, s in enumerate(steps):
-        entries = index.entries_of(s.step, phase)
-        for key, value in quartiles([float(e.tool_calls) for e in entries]).items():
-            out[key].append(value)
-        counts: Counter[str] = Counter()
-        for e in entries:
-            counts.update(dict(e.tools))
-        for name in counts:
-            per_tool.setdefault(name, [0.0] * len(steps))
-        for name in per_tool:
-            per_tool[name][k] = counts[name] / len(entries)
-    out["per_tool"] = {name: per_tool[name] for name in sorted(per_tool)}
-    return out
+    by_step = [index.entries_of(s.step, phase) for s in steps]
+    names = sorted({name for entries in by_step for e in entries for name, _ in e.tools})
+
+    def lists(count) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {key: [] for key in STATS}
+        for entries in by_step:
+            for key, value in quartiles([float(count(e)) for e in entries]).items():
+                out[key].append(value)
+        return out
+
+    per_tool = {name: lists(lambda e, n=name: dict(e.tools).get(n, 0)) for name in names}
+    return {"steps": [s.step for s in steps], **lists(lambda e: e.tool_calls),
+            "per_tool": per_tool}
 
 
 def answer_chars_mean(index: RolloutIndex, step: int, phase: str = "train") -> float | None:

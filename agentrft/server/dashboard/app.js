@@ -20,7 +20,7 @@ const CHARTS = [
      ["$train_reward_mean.", "train · "], ["$valid_reward_mean.", "validation · "]]],
   ["chart-tokens", "Reasoning and completion tokens per rollout", "tokens",
     [["completion_tokens_mean", "completion"], ["reasoning_tokens_mean", "reasoning"]]],
-  ["chart-tool-calls", "Tool calls per rollout (distribution per step; mean per tool)", "calls",
+  ["chart-tool-calls", "Tool calls per rollout (distribution per step, all and per tool; mean per tool)", "calls",
     [["@tool_calls", "all tools"], ["$tool_calls_per_rollout.", ""]]],
   ["chart-tokens-per-call", "Tokens per tool call", "tokens",
     [["tokens_per_tool_call_mean", "tokens per call"]]],
@@ -154,11 +154,16 @@ function chartTraces(spec, data) {
   const traces = [];
   for (const [key, label] of spec) {
     if (key === "@tool_calls") {
+      // the distribution over a step's rollouts: all tools shown, each tool a legend click away
       const d = data.tool_calls;
       if (!d.steps.length) continue;
-      traces.push({type: "box", name: label, meta: "@tool_calls", x: d.steps, q1: d.q1,
-        median: d.median, q3: d.q3, lowerfence: d.min, upperfence: d.max, mean: d.mean,
-        marker: {color: "#7f8c8d"}, hoverinfo: "x+y"});
+      const box = (name, meta, s, extra) => ({type: "box", name, meta, x: d.steps, q1: s.q1,
+        median: s.median, q3: s.q3, lowerfence: s.min, upperfence: s.max, mean: s.mean,
+        hoverinfo: "x+y", ...extra});
+      traces.push(box(label, "@tool_calls", d, {marker: {color: "#7f8c8d"}}));
+      for (const [name, s] of Object.entries(d.per_tool)) {
+        traces.push(box(`${name} (distribution)`, `@tool_calls.${name}`, s, {visible: "legendonly"}));
+      }
     } else if (key.startsWith("$")) {
       const prefix = key.slice(1);
       for (const k of [...keys].filter(k => k.startsWith(prefix)).sort()) {
