@@ -164,7 +164,7 @@ def main() -> None:
                             t0 = time.perf_counter()
                             driver.get(f"{url}/#/jobs/{job_id}")
                             _wait(driver, "const c=[...document.querySelectorAll('.chart')];"
-                                          "return c.length>=9 && c.every(d=>d.data);")
+                                          "return c.length>=11 && c.every(d=>d.data);")
                             page_t.append(time.perf_counter() - t0)
                             s = rng.choice([s for s in steps if s["phase"] == "train"])
                             driver.get("about:blank")
@@ -172,7 +172,7 @@ def main() -> None:
                             driver.get(f"{url}/#/jobs/{job_id}/traces?step={s['step']}&phase=train&row=")
                             _wait(driver, "return document.body.dataset.traceLoaded === '1'")
                             open_t.append(time.perf_counter() - t0)
-                    results.append(("browser: job page, navigation to all 9 charts drawn (median of 3)",
+                    results.append(("browser: job page, navigation to all 11 charts drawn (median of 3)",
                                     ms(statistics.median(page_t))))
                     results.append(("browser: trace viewer, navigation to trace shown (median of 3)",
                                     ms(statistics.median(open_t))))

@@ -135,7 +135,7 @@ def wait_for(driver, script: str, what: str):
 
 CHART_POINTS = """
 const charts = [...document.querySelectorAll('.chart')];
-if (charts.length < 9 || charts.some(c => !c.data)) return null;
+if (charts.length < 11 || charts.some(c => !c.data)) return null;
 return charts.map(c => [c.id, c.data.map(t => [t.meta, t.x.length])]);
 """
 
@@ -143,6 +143,9 @@ return charts.map(c => [c.id, c.data.map(t => [t.meta, t.x.length])]);
 def expected_points(metrics: list[dict], key: str, train_steps: int) -> int:
     if key.startswith("@tool_calls"):  # the distribution, all tools or one
         return train_steps
+    if key.startswith("~"):  # one metric against another: steps with both
+        _, x, y = key.split("~")
+        return sum(expected_points([m], x, 0) and expected_points([m], y, 0) for m in metrics)
     return sum(isinstance(m.get(key), (int, float)) and math.isfinite(m[key]) for m in metrics)
 
 
@@ -188,7 +191,10 @@ def test_dashboard_end_to_end(finished):
         assert by_chart["chart-tool-calls"]["@tool_calls.lookup"] == 3
         assert by_chart["chart-tool-calls"]["tool_calls_per_rollout.lookup"] == 3
         assert by_chart["chart-timing"]["timing.full_iteration"] == 3
-        assert set(by_chart) == {"chart-reward", "chart-tokens", "chart-tool-calls",
+        assert by_chart["chart-reward-vs-calls"]["~tool_calls_per_rollout~train_reward_mean"] == 3
+        assert by_chart["chart-reward-vs-reasoning"]["~reasoning_tokens_mean~train_reward_mean"] == 3
+        assert set(by_chart) == {"chart-reward", "chart-reward-vs-calls",
+                                 "chart-reward-vs-reasoning", "chart-tokens", "chart-tool-calls",
                                  "chart-tokens-per-call", "chart-latency", "chart-errors",
                                  "chart-discarded", "chart-zero-variance", "chart-timing"}
         ckpt_rows = driver.find_elements(By.CSS_SELECTOR, "#checkpoints tr")

@@ -18,6 +18,10 @@ const CHARTS = [
   ["chart-reward", "Reward (train per step, validation per eval)", "reward",
     [["train_reward_mean", "train"], ["valid_reward_mean", "validation"],
      ["$train_reward_mean.", "train · "], ["$valid_reward_mean.", "validation · "]]],
+  ["chart-reward-vs-calls", "Train reward against tool calls per rollout (a point per step)", "reward",
+    [["~tool_calls_per_rollout~train_reward_mean", "steps"]], "tool calls per rollout"],
+  ["chart-reward-vs-reasoning", "Train reward against reasoning tokens (a point per step)", "reward",
+    [["~reasoning_tokens_mean~train_reward_mean", "steps"]], "reasoning tokens per rollout"],
   ["chart-tokens", "Reasoning and completion tokens per rollout", "tokens",
     [["completion_tokens_mean", "completion"], ["reasoning_tokens_mean", "reasoning"]]],
   ["chart-tool-calls", "Tool calls per rollout (distribution per step, all and per tool; mean per tool)", "calls",
@@ -164,6 +168,15 @@ function chartTraces(spec, data) {
       for (const [name, s] of Object.entries(d.per_tool)) {
         traces.push(box(`${name} (distribution)`, `@tool_calls.${name}`, s, {visible: "legendonly"}));
       }
+    } else if (key.startsWith("~")) {
+      // one metric against another, a point per step, coloured by step
+      const [, xKey, yKey] = key.split("~");
+      const ms = data.metrics.filter(m => [m[xKey], m[yKey]].every(v => typeof v === "number" && Number.isFinite(v)));
+      if (!ms.length) continue;
+      traces.push({type: "scatter", mode: "markers", name: label, meta: key, x: ms.map(m => m[xKey]),
+        y: ms.map(m => m[yKey]), text: ms.map(m => `step ${m.step}`),
+        marker: {size: 7, color: ms.map(m => m.step), colorscale: "Viridis", showscale: true,
+                 colorbar: {title: {text: "step"}, thickness: 10}}});
     } else if (key.startsWith("$")) {
       const prefix = key.slice(1);
       for (const k of [...keys].filter(k => k.startsWith(prefix)).sort()) {
@@ -186,13 +199,14 @@ function drawCharts(container, data) {
   for (const [id] of CHARTS) {
     if (!document.getElementById(id)) container.append(el("div", {id, class: "chart"}));
   }
-  for (const [id, title, yTitle, spec] of CHARTS) {
+  for (const [id, title, yTitle, spec, xTitle] of CHARTS) {
     const div = document.getElementById(id);
     const traces = chartTraces(spec, data);
     const layout = {title: {text: title, font: {size: 13}, x: 0.01, xanchor: "left"}, margin: {l: 50, r: 10, t: 36, b: 30},
-      xaxis: {rangemode: "tozero", hoverformat: "d", tickformat: "d", dtick: lastStep <= 10 ? 1 : undefined}, yaxis: {title: {text: yTitle}},
+      xaxis: xTitle ? {title: {text: xTitle}} :
+        {rangemode: "tozero", hoverformat: "d", tickformat: "d", dtick: lastStep <= 10 ? 1 : undefined}, yaxis: {title: {text: yTitle}},
       legend: {orientation: "h", y: -0.12, font: {size: 10}}, showlegend: true,
-      hovermode: "x unified",
+      hovermode: xTitle ? "closest" : "x unified",
       annotations: traces.length ? [] : [{text: "no data yet", showarrow: false,
         xref: "paper", yref: "paper", x: 0.5, y: 0.5}]};
     Plotly.react(div, traces, layout, {displaylogo: false, responsive: true});
