@@ -148,7 +148,7 @@ class Hyperparameters(BaseModel):
     micro_batch_size: int = Field(default=8, ge=1)  # sequences per forward/backward, at most
     # …and at most this many (padded) tokens: activations for backward grow with tokens, ~1.3 MB
     # a token for SmolLM2-135M in fp32. A longer sequence runs alone.
-    micro_batch_tokens: int = Field(default=4096, ge=16)
+    micro_batch_tokens: int = Field(default=2048, ge=16)
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
     turn_penalty: float = Field(default=0.0, ge=0)  # reward cost per turn beyond soft_max_turns

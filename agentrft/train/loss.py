@@ -52,19 +52,30 @@ def collate(seqs: list[TrainSequence], pad_id: int, device: torch.device | str =
 LOGIT_CHUNK = 1024
 
 
-def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0) -> torch.Tensor:
+def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0, *,
+                   prefix=None) -> torch.Tensor:
     """log p(target) under logits / temperature (as sampled), (B, T-1), float32.
 
     Only positions with loss are computed (zeros elsewhere): a rollout is mostly prompt and
     tool output, and the output projection over the vocabulary is the largest tensor in
-    training. Models whose backbone and output head we cannot split fall back to full logits."""
+    training. Models whose backbone and output head we cannot split fall back to full logits.
+    With `prefix` (a `SharedPrefix`), the batch holds what follows that prefix in each sequence."""
     split = backbone_and_head(model)
     if split is None:
+        assert prefix is None, "a shared prefix needs a model split into backbone and head"
         logits = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits[:, :-1]
         return _logprobs_of(logits, batch.targets_BT, temperature) * batch.loss_mask_BT
     backbone, head = split
-    hidden_BTD = backbone(input_ids=batch.input_ids_BT,
-                          attention_mask=batch.attention_BT).last_hidden_state[:, :-1]
+    if prefix is None:
+        hidden_BTD = backbone(input_ids=batch.input_ids_BT,
+                              attention_mask=batch.attention_BT).last_hidden_state[:, :-1]
+    else:
+        B, T = batch.input_ids_BT.shape
+        attn = torch.cat([batch.attention_BT.new_ones((B, prefix.length)), batch.attention_BT], 1)
+        positions = torch.arange(prefix.length, prefix.length + T, device=attn.device).expand(B, T)
+        hidden_BTD = backbone(input_ids=batch.input_ids_BT, attention_mask=attn,
+                              position_ids=positions, past_key_values=prefix.cache_for(B),
+                              use_cache=True).last_hidden_state[:, :-1]
     b_idx, t_idx = batch.loss_mask_BT.nonzero(as_tuple=True)
     hidden_ND, targets_N = hidden_BTD[b_idx, t_idx], batch.targets_BT[b_idx, t_idx]
     chunks = []

@@ -16,7 +16,9 @@ import torch
 
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, collate, policy_loss_sum, token_logprobs
+from agentrft.train.loss import TrainSequence, backbone_and_head, collate, policy_loss_sum, \
+    token_logprobs
+from agentrft.train.shared_prefix import MIN_SHARED_TOKENS, SharedPrefix, shared_head_len
 
 CHECKPOINT_META = "agentrft_checkpoint.json"
 
@@ -68,6 +70,19 @@ class Policy:
             with self.model.disable_adapter():
                 return token_logprobs(self.model, batch, self.hp.temperature)
 
+    def _shared_prefix(self, seqs: list[TrainSequence], autocast):
+        """(SharedPrefix, the sequences without it) when they share a long untrained head, else
+        (None, seqs). Off with a KL term, whose reference pass would need its own head."""
+        n = shared_head_len([s.token_ids for s in seqs], [s.mask for s in seqs])
+        split = backbone_and_head(self.model)
+        if n < MIN_SHARED_TOKENS or split is None or self.hp.kl_coef > 0:
+            return None, seqs
+        with autocast:
+            prefix = SharedPrefix(split[0], seqs[0].token_ids[:n], self.device)
+        rest = [TrainSequence(s.token_ids[n:], s.mask[n:], s.advantage,
+                              None if s.old_logprobs is None else s.old_logprobs[n:]) for s in seqs]
+        return prefix, rest
+
     def update(self, seqs: list[TrainSequence]) -> dict[str, float]:
         """One optimizer step on all sequences (micro-batched, gradients accumulated).
 
@@ -83,11 +98,12 @@ class Policy:
         loss_total, clip_sum, kl_sum, mismatch_sum, mismatch_n = 0.0, 0.0, 0.0, 0.0, 0
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
                     else nullcontext())
+        prefix, seqs = self._shared_prefix(seqs, autocast)
         for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens):
             batch = collate(chunk, self.pad_id, self.device)
             ref = self._reference_logprobs(batch)
             with autocast:
-                logp = token_logprobs(self.model, batch, self.hp.temperature)
+                logp = token_logprobs(self.model, batch, self.hp.temperature, prefix=prefix)
             loss_sum, stats = policy_loss_sum(logp, logp.detach(), batch, clip_epsilon=self.hp.clip_epsilon,
                                               ref_logp_BT=ref, kl_coef=self.hp.kl_coef)
             (loss_sum / total).backward()
@@ -103,6 +119,8 @@ class Policy:
                 diff = (logp[b, :n].detach().float() - engine[:n]).abs()[m[:n]]
                 mismatch_sum += float(diff.sum())
                 mismatch_n += int(m[:n].sum())
+        if prefix is not None:
+            prefix.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], 1.0)
         self.optimizer.step()

@@ -50,7 +50,8 @@ def job_spec(cfg: DemoConfig, data: Path, urls: dict[str, str], token: str) -> J
             "max_episode_steps": 10,
             "hyperparameters": {"batch_size": cfg.batch_size, "compute_multiplier": 1,
                                 "eval_interval": cfg.steps, "eval_samples": cfg.samples,
-                                "max_new_tokens": cfg.max_new_tokens, "max_rollout_tokens": 3072,
+                                "max_new_tokens": cfg.max_new_tokens, "max_rollout_tokens": 2048,
+                                "temperature": 0.7,
                                 "max_steps": cfg.steps, "n_epochs": 1}}}})
 
 
@@ -93,7 +94,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
         t0 = time.perf_counter()
         progress(f"[3/6] baseline eval: {cfg.n_valid} rows × {cfg.samples}")
         evaluate(job, samples=cfg.samples, out_dir=out / "baseline", device=device)
-        timings["baseline_eval_s"] = time.perf_counter() - t0
+        timings["baseline_eval"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         progress(f"[4/6] training: {cfg.steps} steps of {cfg.batch_size} rows × "
@@ -109,16 +110,16 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 
         trainer = Trainer(job, out / "run", device=device, on_step=on_step, evaluate=False)
         asyncio.run(trainer.run_async())
-        timings["training_s"] = time.perf_counter() - t0
+        timings["training"] = time.perf_counter() - t0
         final_ckpt = sorted((out / "run" / "checkpoints").glob("step_*"))[-1]
 
         t0 = time.perf_counter()
         progress(f"[5/6] final eval of {final_ckpt.name}")
         evaluate(job, model_ref=str(final_ckpt), samples=cfg.samples, out_dir=out / "final",
                  device=device)
-        timings["final_eval_s"] = time.perf_counter() - t0
+        timings["final_eval"] = time.perf_counter() - t0
 
-    timings["total_s"] = time.perf_counter() - started
+    timings["total"] = time.perf_counter() - started
     progress("[6/6] report")
     summary = write_report(out / "report", out / "baseline", out / "final", run_dir=out / "run",
                            title="FinQA-lite: bundled SmolLM2-135M before and after RL",
