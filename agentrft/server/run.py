@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -82,6 +83,9 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
         print("agentrft server: no API key given; serving on loopback only, without auth",
               file=sys.stderr)
     data_dir.mkdir(parents=True, exist_ok=True)
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; under the default handler
+    # that kills this process before `finally` stops the workers, orphaning them
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     store = JobStore(data_dir)
     supervisor = WorkerSupervisor(data_dir, device=device, count=workers)
     supervisor.start()
