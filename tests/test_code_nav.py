@@ -27,7 +27,7 @@ def generated(tmp_path_factory):
 
 def test_splits_use_disjoint_real_repositories(generated):
     out, counts, rows = generated
-    assert counts["train"] >= 40 and counts["valid"] >= 20
+    assert counts["train"] >= 40 and counts["valid"] >= 12
     train_repos = {r["repo"] for r in rows["train"]}
     valid_repos = {r["repo"] for r in rows["valid"]}
     assert train_repos == set(tasks.TRAIN_REPOS) and valid_repos == set(tasks.VALID_REPOS)
@@ -82,3 +82,18 @@ def test_job_validates_against_generated_data(generated, tmp_path):
         t.sandbox.workspace = str(out / "repos") + "/{{item.repo}}"
     validated = validate_job(job)
     assert len(validated.train_rows) >= 40 and {t.name for t in job.rl.tools} == {"shell", "read_file"}
+
+
+def test_turn_and_wall_time_penalties_shape_the_reward():
+    from agentrft.rollout.types import Rollout
+    from agentrft.train.loop import shape_rewards
+
+    job = load_job(JOB)
+    hp = job.hp.model_copy(update={"turn_penalty": 0.1, "soft_max_turns": 2, "wall_time_penalty": 0.01})
+    job = job.model_copy(update={"method": job.method.model_copy(update={
+        "reinforcement": job.rl.model_copy(update={"hyperparameters": hp})})})
+    quick = Rollout("t1", 0, {}, turns=2, reward=1.0, timing={"rollout": 3.0})
+    slow = Rollout("t2", 0, {}, turns=5, reward=1.0, timing={"rollout": 20.0})
+    shape_rewards([quick, slow], job)
+    assert quick.shaped_reward == pytest.approx(1.0 - 0.03)
+    assert slow.shaped_reward == pytest.approx(1.0 - 0.3 - 0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -293,3 +294,65 @@ async def test_docker_backend_runs_isolated_commands(repos):
         assert r.exit_code != 0
     finally:
         await a.close()
+
+
+@needs_bwrap
+async def test_cancelled_rollout_closes_its_sandbox(repos, tokenizer):
+    """A job cancelled mid-rollout (its task cancelled during a slow command) leaves nothing."""
+    from agentrft.engines.base import SamplingParams
+    from agentrft.models.chat import ChatRenderer
+    from agentrft.models.toolcalls import format_call
+    from agentrft.rollout.batcher import BatchingSampler
+    from tests.test_rollout_http import ScriptedEngine
+
+    question = "slow?"
+    pool = SandboxPool(BwrapBackend(), str(repos / "alpha"), LIMITS.with_(wall_seconds=60))
+    renderer = ChatRenderer(tokenizer)
+    env = RolloutEnv(sampler=BatchingSampler(ScriptedEngine(
+        tokenizer, {question: [format_call("shell", {"command": "sleep 50"}), "done"]})),
+        renderer=renderer, tools={"shell": ShellTool("shell", pool)},
+        params=SamplingParams(temperature=0, max_new_tokens=64, stop_token_ids=renderer.stop_token_ids),
+        max_episode_steps=2, max_rollout_tokens=2048)
+    row = DatasetRow.model_validate({"messages": [{"role": "user", "content": question}]})
+    task = asyncio.ensure_future(run_rollout(row, 0, env))
+    deadline = time.monotonic() + 20
+    while not len(pool) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(pool) == 1
+    sandbox = next(iter(pool._sandboxes.values()))  # noqa: SLF001
+    await asyncio.sleep(0.3)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)
+    assert len(pool) == 0 and sandbox._closed  # noqa: SLF001
+    from tests.test_sandbox_workspace import uid_processes
+    assert uid_processes(sandbox.uid) == []
+
+
+@needs_bwrap
+def test_sandboxes_die_with_a_killed_worker(repos):
+    """A worker process killed outright (kill -9) takes its sandboxes with it."""
+    import subprocess
+    import sys
+    code = ("import asyncio, sys\n"
+            "from agentrft.tools.sandbox.bwrap import BwrapBackend\n"
+            "from agentrft.tools.sandbox import WorkspaceLimits\n"
+            "async def main():\n"
+            f"    s = await BwrapBackend().create({str(repos / 'alpha')!r}, WorkspaceLimits())\n"
+            "    asyncio.ensure_future(s.exec(['/bin/sh', '-c', 'sleep 60']))\n"
+            "    await asyncio.sleep(0.5)\n"
+            "    print(s.holder.pid, s.uid, flush=True)\n"
+            "    await asyncio.sleep(60)\n"
+            "asyncio.run(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    holder, uid = map(int, proc.stdout.readline().split())
+    from tests.test_sandbox_workspace import uid_processes
+    assert uid_processes(uid)  # the sleep runs as the sandbox's uid
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while (uid_processes(uid) or os.path.exists(f"/proc/{holder}/cmdline")
+           and open(f"/proc/{holder}/cmdline").read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uid_processes(uid) == []

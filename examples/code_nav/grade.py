@@ -7,6 +7,9 @@ only), so it runs as a `callable` grader or as sandboxed python `source`:
 
     grader: {type: python, name: f1, callable: "examples.code_nav.grade:grade"}
 
+`searched` is a process reward for a model too small to find the files on its own: 1 when a
+`shell` command that succeeded named the request's identifier (`grep -rlw NAME`, say).
+
 `grade_with_reads` also rewards reading the files that matter:
 0.8 × F1 + 0.2 × (share of the reference files the rollout read with `read_file`, or
 printed with cat/head/sed/less in `shell`).
@@ -64,3 +67,16 @@ def grade_with_reads(sample, item):
     reference = set(item["files"])
     read_share = len(files_read(sample) & reference) / len(reference) if reference else 0.0
     return 0.8 * grade(sample, item) + 0.2 * read_share
+
+
+def searched(sample, item):
+    for call in sample.get("trajectory", {}).get("tool_calls", []):
+        if call.get("name") != "shell" or call.get("is_error"):
+            continue
+        try:
+            command = json.loads(call.get("arguments") or "{}").get("command", "")
+        except (ValueError, AttributeError):
+            continue
+        if re.search(rf"\b{re.escape(item['identifier'])}\b", str(command)):
+            return 1.0
+    return 0.0

@@ -34,9 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).parent
 TRAIN_REPOS = ("httpx", "httpcore", "h11", "anyio", "starlette", "click", "yaml", "tqdm")
 VALID_REPOS = ("uvicorn", "fastapi", "packaging", "filelock")
-TASKS_PER_REPO = 8
+TASKS_PER_REPO = {"train": 8, "valid": 3}  # validation is small: every eval costs CPU minutes
 MAX_FILES = 4
-DEMOS = 1
+DEMOS = 2
 
 REQUESTS = (
     "Rename `{name}` to `{new}` everywhere. Which files must be edited?",
@@ -44,7 +44,8 @@ REQUESTS = (
     "`{name}` is deprecated and must be replaced. Which files must be edited?",
 )
 
-SYSTEM = "You are a coding agent in a repository. Search it with shell, then list the files to edit."
+SYSTEM = ("You are a coding agent in a repository. Find the files that use a name with "
+          "shell: grep -rlw NAME . Then list the files to edit.")
 
 # The schemas rows show the model: short, because every prompt token costs on a CPU
 # (agentrft.tools.shell_tools has the full ones).
@@ -101,7 +102,8 @@ def identifiers(repo: Path) -> dict[str, list[str]]:
             continue
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if len(node.name) >= 6 and not node.name.startswith("__"):
+                # distinctive enough to grep for, short enough for a small model to copy
+                if 6 <= len(node.name) <= 20 and not node.name.startswith("__"):
                     names.add(node.name)
     words = {f: set(re.findall(r"\w+", text)) for f, text in texts.items()}  # what grep -w matches
     out = {}
@@ -112,12 +114,12 @@ def identifiers(repo: Path) -> dict[str, list[str]]:
     return out
 
 
-def demonstration(i: int) -> list[dict]:
+def demonstration(i: int, template: str) -> list[dict]:
     name, new, files = DEMO_CASES[i]
     call = {"id": f"call_demo{i}", "type": "function",
             "function": {"name": "shell", "arguments": json.dumps({"command": f"grep -rlw {name} ."})}}
     return [
-        {"role": "user", "content": REQUESTS[0].format(name=name, new=new)},
+        {"role": "user", "content": template.format(name=name, new=new)},
         {"role": "assistant", "content": "", "tool_calls": [call]},
         {"role": "tool", "tool_call_id": f"call_demo{i}", "content": "\n".join(files)},
         {"role": "assistant", "content": "\n".join(files)},
@@ -125,20 +127,21 @@ def demonstration(i: int) -> list[dict]:
 
 
 def make_row(repo: str, name: str, files: list[str], rng: random.Random) -> dict:
-    request = rng.choice(REQUESTS).format(name=name, new=name + "_v2")
-    demos = [m for i in range(DEMOS) for m in demonstration(i)]
+    template = rng.choice(REQUESTS)
+    request = template.format(name=name, new=name + "_v2")
+    demos = [m for i in range(DEMOS) for m in demonstration(i, template)]  # asked the same way
     return {"messages": [{"role": "system", "content": SYSTEM}, *demos,
                          {"role": "user", "content": request}],
             "tools": ROW_TOOLS,
             "repo": repo, "identifier": name, "files": files, "request": request}
 
 
-def make_rows(repos_dir: Path, names: tuple[str, ...], seed: int) -> list[dict]:
+def make_rows(repos_dir: Path, names: tuple[str, ...], seed: int, per_repo: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for repo in names:
         found = identifiers(repos_dir / repo)
-        picked = rng.sample(sorted(found), min(TASKS_PER_REPO, len(found)))
+        picked = rng.sample(sorted(found), min(per_repo, len(found)))
         rows += [make_row(repo, name, found[name], rng) for name in picked]
     rng.shuffle(rows)
     return rows
@@ -155,7 +158,7 @@ def write(out_dir: str | Path = HERE, seed: int = 0) -> dict[str, int]:
     data.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, names, s in (("train", TRAIN_REPOS, seed), ("valid", VALID_REPOS, seed + 1)):
-        rows = make_rows(repos, names, s)
+        rows = make_rows(repos, names, s, TASKS_PER_REPO[split])
         with (data / f"{split}.jsonl").open("w") as f:
             for r in rows:
                 f.write(json.dumps(r) + "\n")

@@ -1,0 +1,53 @@
+"""Validation F1 before and after a short training run, over seeds, against the run-to-run spread.
+
+    python -m examples.code_nav.spread --seeds 1 2 --out runs/code_nav_spread [--steps 3]
+
+Writes the tasks (repos/, data/), then for each seed trains examples/code_nav/job.yaml and
+reads step 0 (the baseline eval) and the last eval from its metrics. Prints each run, the
+mean ± standard deviation of baseline, trained and gain, and turns and parallel calls per turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from agentrft.spec import load_job
+from agentrft.train.loop import train
+from examples.code_nav import tasks
+
+JOB = Path(__file__).parent / "job.yaml"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--out", default="runs/code_nav_spread")
+    ap.add_argument("--steps", type=int, help="override max_steps (and eval at the end)")
+    args = ap.parse_args()
+    tasks.write(JOB.parent)
+    base, trained = [], []
+    for seed in args.seeds:
+        job = load_job(JOB).model_copy(update={"seed": seed})
+        if args.steps:
+            hp = job.hp.model_copy(update={"max_steps": args.steps, "eval_interval": args.steps})
+            job = job.model_copy(update={"method": job.method.model_copy(update={
+                "reinforcement": job.rl.model_copy(update={"hyperparameters": hp})})})
+        metrics = train(job, Path(args.out) / f"seed{seed}")
+        evals = [m for m in metrics if m.get("valid_reward_mean") is not None]
+        first, last = evals[0], evals[-1]
+        base.append(first["valid_reward_mean"])
+        trained.append(last["valid_reward_mean"])
+        print(f"seed {seed}: valid F1 {base[-1]:.3f} -> {trained[-1]:.3f} (step {last['step']}); "
+              f"turns/rollout {first.get('valid_turns_per_rollout')} -> {last.get('valid_turns_per_rollout')}; "
+              f"parallel calls/turn {first.get('valid_parallel_tool_calls_per_turn')} -> "
+              f"{last.get('valid_parallel_tool_calls_per_turn')}", flush=True)
+    gains = [t - b for b, t in zip(base, trained)]
+    sd = statistics.pstdev
+    print(f"baseline {statistics.mean(base):.3f} ± {sd(base):.3f}; trained {statistics.mean(trained):.3f} "
+          f"± {sd(trained):.3f}; gain {statistics.mean(gains):.3f} ± {sd(gains):.3f} over {len(base)} seeds")
+
+
+if __name__ == "__main__":
+    main()
