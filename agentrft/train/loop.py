@@ -108,10 +108,13 @@ class Trainer:
                  on_step: Callable[[StepReport], None] | None = None,
                  on_checkpoint: Callable[[int, Path, dict[str, Any]], None] | None = None,
                  on_event: Callable[[str, str, dict | None], None] | None = None,
-                 control: Callable[[], str | None] | None = None, evaluate: bool = True):
+                 control: Callable[[], str | None] | None = None, evaluate: bool = True,
+                 ray: str | None = None, ray_workers: int = 2):
         """`evaluate=False` skips the validation evals (the baseline and every eval_interval),
-        for a caller that evaluates on its own; checkpoints are still written."""
+        for a caller that evaluates on its own; checkpoints are still written.
+        `ray` (an address, `auto` or `local`) runs rollouts on `ray_workers` Ray actors."""
         self.job, self.device, self.on_step = job, device, on_step
+        self.ray, self.ray_workers, self.pool = ray, ray_workers, None
         self.evaluate = evaluate
         self.on_checkpoint, self.control = on_checkpoint, control
         self.outcome: str | None = None
@@ -134,7 +137,7 @@ class Trainer:
             return {}
         t0 = time.perf_counter()
         n = self.job.hp.samples_per_eval_row
-        rollouts = await run_rollouts([(i, r) for i, r in enumerate(rows)] * n, env)
+        rollouts = await self._run_rollouts([(i, r) for i, r in enumerate(rows)] * n, env)
         for r in rollouts:
             self.run.log_rollout({"step": step, "phase": "eval", **r.to_record()})
         return {**rollout_metrics(rollouts, "valid"), "timing.eval": time.perf_counter() - t0}
@@ -154,6 +157,12 @@ class Trainer:
             await preflight(tools)
             policy = Policy(job.model, hp, device=self.device)
             env = self._env(policy, tools)
+            if self.ray:
+                from agentrft.rollout.ray_pool import RayRolloutPool
+
+                self.pool = RayRolloutPool(job, address=self.ray, workers=self.ray_workers,
+                                           device=self.device, on_event=self.run.log_event)
+                self.pool.bind(policy)
             start = 0
             checkpoint = latest_checkpoint(self.run.path) if resume else None
             if checkpoint is not None:
@@ -194,13 +203,21 @@ class Trainer:
             self.outcome = "succeeded"
             return self.run.read_metrics()
         finally:
+            if self.pool is not None:
+                self.pool.shutdown()
             for t in tools.values():
                 await t.aclose()
+
+    async def _run_rollouts(self, rows: list[tuple[int, Any]], env: RolloutEnv) -> list[Rollout]:
+        """In this process, or on the Ray workers with `ray=`."""
+        if self.pool is not None:
+            return await self.pool.run_rollouts(rows)
+        return await run_rollouts(rows, env)
 
     async def _train_step(self, step: int, policy: Policy, env: RolloutEnv) -> dict[str, Any]:
         hp, t0 = self.job.hp, time.perf_counter()
         rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
-        rollouts = await run_rollouts([r for r in rows for _ in range(hp.group_size)], env)
+        rollouts = await self._run_rollouts([r for r in rows for _ in range(hp.group_size)], env)
         t_sampled = time.perf_counter()
         discarded = sum(r.discarded for r in rollouts)
         if discarded > hp.max_discarded_fraction * len(rollouts):
