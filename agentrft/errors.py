@@ -6,6 +6,7 @@
     ├── ToolError
     │   ├── ToolUnreachable    preflight: a tool server does not answer before training starts
     │   └── ToolInfraFailure   retries exhausted (5xx, timeout, connection): the rollout is discarded
+    │       └── SandboxError   a rollout's sandbox cannot start or died (agentrft.tools.sandbox)
     ├── GraderError
     │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
     ├── EngineError            an inference server failed or answered something unusable
@@ -51,6 +52,11 @@ class ToolUnreachable(ToolError):
 
 class ToolInfraFailure(ToolError):
     """A tool call failed for infrastructure reasons after all retries; discard the rollout."""
+
+
+class SandboxError(ToolInfraFailure):
+    """A per-rollout sandbox cannot start or died: an infrastructure failure, so the rollout is
+    discarded, never scored 0. (A command failing inside a sandbox is the model's business.)"""
 
 
 class GraderError(AgentRFTError):

@@ -63,6 +63,13 @@ def test_f1_grader():
     reads = [{"name": "read_file", "arguments": json.dumps({"path": "./a.py"}), "is_error": False},
              {"name": "shell", "arguments": json.dumps({"command": "cat pkg/b.py"}), "is_error": True}]
     assert grade.grade_with_reads(sample("./a.py", reads), item) == pytest.approx(0.8 * 2 / 3 + 0.2 * 0.5)
+    # the process reward: a successful shell command naming the identifier as a word
+    item = {**item, "identifier": "parse"}
+    shell = lambda command, err=False: {"name": "shell", "is_error": err,  # noqa: E731
+                                        "arguments": json.dumps({"command": command})}
+    assert grade.searched(sample("", [shell("grep -rlw parse .")]), item) == 1.0
+    assert grade.searched(sample("", [shell("grep -rlw parse .", err=True)]), item) == 0.0
+    assert grade.searched(sample("", [shell("grep -rlw parser .")]), item) == 0.0
 
 
 async def test_grader_runs_as_sandboxed_python_source():

@@ -39,7 +39,7 @@ import abc
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from agentrft.errors import ToolInfraFailure
+from agentrft.errors import SandboxError  # noqa: F401 - part of this protocol's API
 from agentrft.graders.sandbox import SandboxLimits
 
 WORKSPACE = "/workspace"
@@ -78,11 +78,6 @@ class ExecResult:
     stderr: str
     limit: str | None  # "wall_seconds" or "output_bytes" when the sandbox ended the command
     wall_time: float
-
-
-class SandboxError(ToolInfraFailure):
-    """The sandbox itself failed (cannot start, died): an infrastructure failure, so the
-    rollout is discarded, never scored 0."""
 
 
 class Sandbox(abc.ABC):
