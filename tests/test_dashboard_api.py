@@ -228,10 +228,11 @@ def test_no_query_makes_a_500(store, job):
                      st.sampled_from(["0", "1", "4", "train", "eval", "", "-1", "1e3", "nan",
                                       "trace_eval_4_1_0", "%00", "../.."]))
     routes = st.sampled_from(["/jobs/{j}", "/jobs/{j}/steps", "/jobs/{j}/rows", "/jobs/{j}/trace",
+                              "/jobs/{j}/compare",
                               "/jobs"])
     jobs = st.one_of(st.just(job_id), st.text(min_size=1, max_size=20).filter(lambda s: "/" not in s))
-    params = st.dictionaries(st.sampled_from(["step", "phase", "row", "trace_id", "limit"]), text,
-                             max_size=4)
+    names = ["step", "phase", "row", "trace_id", "limit", "a", "b"]
+    params = st.dictionaries(st.sampled_from(names), text, max_size=4)
 
     with TestClient(create_app(store)) as client:
         @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
@@ -259,3 +260,33 @@ def test_every_dashboard_file_is_package_data():
     assert sorted(files) == ["dashboard/app.js", "dashboard/index.html", "dashboard/style.css"]
     for f in files:
         assert any(fnmatch.fnmatch(f, g) for g in globs), f
+
+
+def test_compare_endpoint_by_hand(client, store):
+    """The hand-made evals of test_analysis_report.py as eval steps 0 and 2 of a job's run."""
+    from tests.test_analysis_report import BASELINE, FINAL
+
+    job = store.create_job({"model": "m", "training_file": "f", "method": {}})
+    run = store.data_dir / "runs" / job["id"]
+    run.mkdir(parents=True)
+    lines = ([{"step": 0, "phase": "eval", **r} for r in BASELINE]
+             + [{"step": 1, "phase": "train", **r} for r in FINAL[:2]]
+             + [{"step": 2, "phase": "eval", **r} for r in FINAL])
+    (run / "rollouts.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    c = client.get(f"/dashboard/api/jobs/{job['id']}/compare").json()
+    assert (c["a"], c["b"], c["evals"]) == (0, 2, [0, 2])
+    # rows: 0 → (Δcalls −1, Δreward +0.5), 1 → (+2, −0.5), 2 → (−1, 0), 3 → (0, +0.25)
+    assert [(r["row_index"], r["d_calls"], r["d_reward"], r["quadrant"]) for r in c["per_row"]] == [
+        (0, -1.0, 0.5, "better_fewer"), (1, 2.0, -0.5, "worse_more"), (2, -1.0, 0.0, "unchanged"),
+        (3, 0.0, 0.25, "better_fewer")]
+    assert c["quadrants"] == {"better_fewer": 2, "better_more": 0, "worse_fewer": 0,
+                              "worse_more": 1, "unchanged": 1}
+    assert (c["baseline"]["mean_reward"], c["final"]["mean_reward"]) == (0.4375, 0.5)
+    assert (c["baseline"]["repeat_bigrams"], c["final"]["repeat_bigrams.search"]) == (3, 3)
+    assert c["top_examples"]["better_fewer"][0]["final_answer"] == "42"
+    same = client.get(f"/dashboard/api/jobs/{job['id']}/compare", params={"a": 2, "b": 2}).json()
+    assert same["quadrants"]["unchanged"] == 4
+    missing = client.get(f"/dashboard/api/jobs/{job['id']}/compare", params={"b": 1})
+    assert missing.status_code == 404 and "evals at steps [0, 2]" in missing.json()["error"]["message"]
+    empty = store.create_job({"model": "m", "training_file": "f", "method": {}})
+    assert client.get(f"/dashboard/api/jobs/{empty['id']}/compare").status_code == 404

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agentrft.analysis import compare, load_eval
 from agentrft.jobs import service
 from agentrft.jobs.store import JobStore
 from agentrft.jobs.worker import claim_next, run_job
@@ -135,14 +136,17 @@ def wait_for(driver, script: str, what: str):
 
 CHART_POINTS = """
 const charts = [...document.querySelectorAll('.chart')];
-if (charts.length < 11 || charts.some(c => !c.data)) return null;
+if (charts.length < 12 || charts.some(c => !c.data)) return null;
 return charts.map(c => [c.id, c.data.map(t => [t.meta, t.x.length])]);
 """
 
 
-def expected_points(metrics: list[dict], key: str, train_steps: int) -> int:
+def expected_points(metrics: list[dict], key: str, train_steps: int,
+                    quadrants: dict[str, int] | None = None) -> int:
     if key.startswith("@tool_calls"):  # the distribution, all tools or one
         return train_steps
+    if key.startswith("quadrant:"):  # the before/after scatter: a point per row
+        return quadrants[key.split(":", 1)[1]]
     if key.startswith("~"):  # one metric against another: steps with both
         _, x, y = key.split("~")
         return sum(expected_points([m], x, 0) and expected_points([m], y, 0) for m in metrics)
@@ -150,6 +154,7 @@ def expected_points(metrics: list[dict], key: str, train_steps: int) -> int:
 
 
 def test_dashboard_end_to_end(finished):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     store, job_id, synthetic_id = finished
@@ -180,11 +185,19 @@ def test_dashboard_end_to_end(finished):
         shot(driver, "02-job")
         train_steps = sum(1 for m in metrics if "train_reward_mean" in m)
         assert train_steps == 3
+        comparison = compare(load_eval(run_dir, 0), load_eval(run_dir, 3))  # first vs last eval
         by_chart = {cid: dict(traces) for cid, traces in charts}
         for cid, traces in by_chart.items():
             assert traces, f"{cid} has no data"
             for key, n in traces.items():
-                assert n == expected_points(metrics, key, train_steps), (cid, key, n)
+                assert n == expected_points(metrics, key, train_steps, comparison.quadrants), (cid, key, n)
+        assert sum(by_chart["chart-delta"].values()) == len(comparison.rows) == 2
+        table = {tr.get_attribute("data-key"): [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+                 for tr in driver.find_elements(By.CSS_SELECTOR, "#compare-table tr[data-key]")}
+        b, f = comparison.baseline_stats, comparison.final_stats
+        for key in ("mean_reward", "tool_calls_per_rollout.lookup", "completion_tokens_mean"):
+            shown = [float(x) for x in table[key][1:3]]
+            assert shown == pytest.approx([b[key], f[key]], abs=1e-3), key
         assert by_chart["chart-reward"]["train_reward_mean"] == 3
         assert by_chart["chart-reward"]["valid_reward_mean"] == 4  # baseline + 3 evals
         assert by_chart["chart-tool-calls"]["@tool_calls"] == 3
@@ -193,7 +206,7 @@ def test_dashboard_end_to_end(finished):
         assert by_chart["chart-timing"]["timing.full_iteration"] == 3
         assert by_chart["chart-reward-vs-calls"]["~tool_calls_per_rollout~train_reward_mean"] == 3
         assert by_chart["chart-reward-vs-reasoning"]["~reasoning_tokens_mean~train_reward_mean"] == 3
-        assert set(by_chart) == {"chart-reward", "chart-reward-vs-calls",
+        assert set(by_chart) == {"chart-delta", "chart-reward", "chart-reward-vs-calls",
                                  "chart-reward-vs-reasoning", "chart-tokens", "chart-tool-calls",
                                  "chart-tokens-per-call", "chart-latency", "chart-errors",
                                  "chart-discarded", "chart-zero-variance", "chart-timing"}
@@ -201,6 +214,15 @@ def test_dashboard_end_to_end(finished):
         assert len(ckpt_rows) - 1 == len(store.checkpoint_rows(job_id))
         events = driver.find_element(By.ID, "events").text
         assert "The job has successfully completed" in events
+
+        # a point of the before/after scatter opens that row's traces, after beside before
+        point = driver.find_element(By.CSS_SELECTOR, "#chart-delta .scatterlayer path.point")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", point)
+        # Plotly's drag layer lies over the points and turns a click there into plotly_click
+        ActionChains(driver).move_to_element(point).pause(0.3).click().perform()
+        wait_for(driver, "return document.body.dataset.traceLoaded === '1'", "clicked row")
+        assert [s.get_attribute("data-step") for s in
+                driver.find_elements(By.CSS_SELECTOR, "#sides .side")] == ["3", "0"]
 
         # a trace with tool calls: name, arguments, output, latency
         r = with_calls[0]

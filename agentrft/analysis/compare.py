@@ -226,6 +226,15 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return _read_jsonl(path) if path.is_file() else []
 
 
+def rows_of(records: list[dict[str, Any]]) -> dict[int, RowEval]:
+    """rollouts.jsonl records of one eval, grouped by row (ascending)."""
+    grouped: dict[int, list[RolloutView]] = {}
+    for rec in records:
+        view = RolloutView.from_record(rec)
+        grouped.setdefault(view.row_index, []).append(view)
+    return {i: RowEval(i, tuple(grouped[i])) for i in sorted(grouped)}
+
+
 def load_eval(path: str | Path, step: int | None = None) -> EvalRun:
     """The eval rollouts of an `evaluate` output dir, or of one eval `step` of a training run
     dir (step 0 = the baseline eval). step=None takes the only eval step there is; a run dir
@@ -242,11 +251,7 @@ def load_eval(path: str | Path, step: int | None = None) -> EvalRun:
     records = [r for r in records if int(r.get("step", 0)) == step]
     if not records:
         raise ValueError(f"{path}: no eval rollouts at step {step} (steps with some: {steps})")
-    grouped: dict[int, list[RolloutView]] = {}
-    for rec in records:
-        view = RolloutView.from_record(rec)
-        grouped.setdefault(view.row_index, []).append(view)
-    rows = {i: RowEval(i, tuple(grouped[i])) for i in sorted(grouped)}
+    rows = rows_of(records)
 
     wall_s, model = None, None
     base = path if path.is_dir() else path.parent

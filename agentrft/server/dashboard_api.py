@@ -14,6 +14,8 @@
     GET  /dashboard/api/jobs/{id}/rows?step=&phase=          rows of one step, with rewards
     GET  /dashboard/api/jobs/{id}/trace?step=&phase=&row=    the rollouts of one row
     GET  /dashboard/api/jobs/{id}/trace?trace_id=            one rollout
+    GET  /dashboard/api/jobs/{id}/compare?a=&b=  eval step a vs b (default: first vs last):
+                                                 Δreward vs Δtool calls per row, quadrants
 
 Everything is read from the store (job, events, checkpoints) and the job's run directory
 (`metrics.jsonl`; `rollouts.jsonl` through a `RolloutIndex`, so opening a trace of a
@@ -32,6 +34,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Form, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from agentrft.analysis.compare import EvalRun, compare, rows_of
+from agentrft.analysis.report import build_summary
 from agentrft.analysis.traces import (PHASES, MetricsFile, RolloutIndex, StepInfo,
                                       tool_call_distribution)
 from agentrft.jobs.service import NotFound
@@ -249,5 +253,25 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
                 raise NotFound(f"no {phase} rollouts of row {row} at step {step}")
         return {"step": step, "phase": phase, "row_index": row,
                 "rollouts": view.index.read(entries)}
+
+    @api.get("/jobs/{job_id}/compare")
+    def compare_evals(job_id: str, a: Annotated[int | None, Query(ge=0)] = None,
+                      b: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
+        """Eval step `a` (default: the first, the baseline) against eval step `b` (default:
+        the last): per-row Δreward and Δtool calls, quadrants, tool use, top examples."""
+        view = run_of(job_id)
+        evals = [s.step for s in view.index.steps() if s.phase == "eval"]
+        if not evals:
+            raise NotFound("no eval rollouts yet")
+        a = evals[0] if a is None else a
+        b = evals[-1] if b is None else b
+        for name, step in (("a", a), ("b", b)):
+            if step not in evals:
+                raise APIError(404, f"no eval at step {step} (evals at steps {evals})",
+                               param=name, code="not_found")
+        runs = [EvalRun(source=f"{job_id} eval step {step}", step=step,
+                        rows=rows_of(view.index.records(step, "eval"))) for step in (a, b)]
+        summary = build_summary(compare(*runs), title=f"{job_id}: step {a} vs step {b}")
+        return {"a": a, "b": b, "evals": evals, **summary}
 
     app.include_router(api)

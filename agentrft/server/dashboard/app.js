@@ -224,12 +224,75 @@ function warningBanners(jobId, warnings) {
       el("code", {text: JSON.stringify(x.final_text)}))))));
 }
 
+const QUADRANT_COLORS = {better_fewer: "#27ae60", better_more: "#f39c12", worse_fewer: "#8e44ad",
+  worse_more: "#c0392b", unchanged: "#95a5a6"};
+
+function compareSection(jobId) {
+  // eval step a (baseline by default) against eval step b (the latest by default)
+  const state = {a: null, b: null, key: null};
+  const pick = (name) => el("select", {id: `cmp-${name}`, onchange: e => { state[name] = Number(e.target.value); state.key = null; refresh(); }});
+  const selA = pick("a"), selB = pick("b");
+  const chart = el("div", {id: "chart-delta", class: "chart delta"});
+  const table = el("table", {id: "compare-table"}), quads = el("p", {id: "quadrants"});
+  const section = el("div", {id: "compare", hidden: true},
+    el("h2", {text: "Before and after: Δreward against Δtool calls, per validation row"}),
+    el("div", {class: "picker"}, el("label", {}, "before (eval step)", selA), el("label", {}, "after (eval step)", selB)),
+    el("div", {class: "charts"}, chart, el("div", {}, quads, table)));
+  async function refresh(evalSteps) {
+    const query = new URLSearchParams();
+    if (state.a !== null) query.set("a", state.a);
+    if (state.b !== null) query.set("b", state.b);
+    const key = `${query}|${evalSteps || ""}`;
+    if (key === state.key) return;
+    state.key = key;
+    let c;
+    try { c = await getJSON(`/jobs/${jobId}/compare?${query}`); } catch (e) {
+      if (e.status === 404) { section.hidden = true; return; } throw e;
+    }
+    section.hidden = false;
+    for (const [sel, value] of [[selA, c.a], [selB, c.b]]) {
+      sel.replaceChildren(...c.evals.map(s => el("option", {value: s, selected: s === value,
+        text: s === 0 ? "0 (baseline)" : String(s)})));
+    }
+    const traces = Object.keys(QUADRANT_COLORS).map(q => {
+      const rows = c.per_row.filter(r => r.quadrant === q);
+      return {type: "scatter", mode: "markers", name: `${q.replace("_", " + ")}: ${c.quadrants[q]}`,
+        meta: `quadrant:${q}`, x: rows.map(r => r.d_calls), y: rows.map(r => r.d_reward),
+        customdata: rows.map(r => r.row_index), marker: {color: QUADRANT_COLORS[q], size: 9, opacity: 0.8},
+        text: rows.map(r => `row ${r.row_index}: reward ${fmt(r.baseline_mean)} → ${fmt(r.final_mean)}, calls ${fmt(r.baseline_calls, 2)} → ${fmt(r.final_calls, 2)}`),
+        hoverinfo: "text"};
+    });
+    await Plotly.react(chart, traces, {title: {text: `eval step ${c.a} → ${c.b}: click a point for its traces`, font: {size: 13}, x: 0.01, xanchor: "left"},
+      margin: {l: 50, r: 10, t: 36, b: 40}, xaxis: {title: {text: "Δ tool calls per rollout"}, zeroline: true},
+      yaxis: {title: {text: "Δ mean reward"}, zeroline: true}, legend: {orientation: "h", y: -0.2, font: {size: 10}}},
+      {displaylogo: false, responsive: true});
+    chart.dataset.points = JSON.stringify(traces.map(t => [t.meta, t.x.length]));
+    if (!chart.dataset.clickable) {
+      chart.dataset.clickable = "1";
+      chart.on("plotly_click", ev => {
+        const row = ev.points[0].customdata;
+        location.hash = `#/jobs/${jobId}/traces?step=${state.b ?? c.b}&phase=eval&row=${row}&cmp=${state.a ?? c.a}`;
+      });
+    }
+    quads.replaceChildren(`${c.rows_compared} rows compared · `, ...Object.keys(QUADRANT_COLORS).map(q =>
+      el("span", {style: `color:${QUADRANT_COLORS[q]}`, text: `${q.replace("_", " + ")} ${c.quadrants[q]}  `})));
+    const keys = ["mean_reward", "best_of_n_reward", "zero_variance_share", "tool_calls_per_rollout",
+      ...c.tools.map(t => `tool_calls_per_rollout.${t}`), "repeat_bigrams", ...c.tools.map(t => `repeat_bigrams.${t}`),
+      "completion_tokens_mean", "tool_latency_mean", "tool_errors_per_rollout", "discarded_rollouts"];
+    table.replaceChildren(el("tr", {}, ["", `step ${c.a}`, `step ${c.b}`, "Δ"].map(h => el("th", {text: h}))),
+      ...keys.map(k => el("tr", {"data-key": k}, el("td", {text: k}), el("td", {class: "num", text: fmt(c.baseline[k])}),
+        el("td", {class: "num", text: fmt(c.final[k])}), el("td", {class: "num", text: fmt(c.delta[k])}))));
+  }
+  return {section, refresh};
+}
+
 async function jobView(token, jobId) {
   crumbs(["#/", "jobs"], [`#/jobs/${jobId}`, jobId], [`#/jobs/${jobId}/traces`, "traces"]);
   const head = el("div"), banners = el("div", {id: "banners"});
   const charts = el("div", {class: "charts", id: "charts"});
   const ckpts = el("table", {id: "checkpoints"}), events = el("div", {class: "events", id: "events"});
-  setView(head, banners, el("h2", {text: "Training"}), charts,
+  const cmp = compareSection(jobId);
+  setView(head, banners, el("h2", {text: "Training"}), charts, cmp.section,
     el("h2", {text: "Checkpoints"}), ckpts, el("h2", {text: "Events"}), events);
   const draw = async () => {
     const data = await getJSON(`/jobs/${jobId}`);
@@ -242,6 +305,8 @@ async function jobView(token, jobId) {
         j.error ? el("span", {class: "err", text: ` · ${j.error.message}`}) : ""));
     banners.replaceChildren(...warningBanners(jobId, data.warnings));
     drawCharts(charts, data);
+    const evalSteps = data.metrics.filter(m => typeof m.valid_reward_mean === "number").map(m => m.step).join(",");
+    await cmp.refresh(evalSteps);
     ckpts.replaceChildren(el("tr", {}, ["step", "model name", "valid reward", "created", ""].map(h => el("th", {text: h}))),
       ...data.checkpoints.map(c => el("tr", {},
         el("td", {class: "num", text: c.step}), el("td", {}, el("code", {text: c.model_name})),
