@@ -128,6 +128,41 @@ def test_a_worker_killed_mid_batch_loses_no_rollout(local_ray, tmp_path, tiny_mo
         pool.shutdown()
 
 
+def test_a_chunk_whose_worker_dies_twice_is_discarded_and_counted(local_ray, tmp_path, tiny_model_dir):
+    job = greedy_job(tmp_path, tiny_model_dir)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    job.rl.grader["callable"] = "tests.test_ray_rollouts:marking_grade"
+    train = Path(job.training_file)
+    lines = [json.loads(x) for x in train.read_text().splitlines()]
+    train.write_text("".join(json.dumps({**x, "marker_dir": str(markers)}) + "\n" for x in lines))
+    pool = RayRolloutPool(job, address="auto", workers=2)
+    try:
+        pool.bind(Policy(job.model, job.hp))
+        spared = pool.pids()[1]
+
+        async def run_and_kill_twice():
+            task = asyncio.ensure_future(pool.run_rollouts(batch(job)))
+            killed: set[str] = set()
+            deadline = time.time() + 180
+            while len(killed) < 2:
+                assert time.time() < deadline and not task.done()
+                for marker in markers.iterdir():
+                    if marker.name != str(spared) and marker.name not in killed:
+                        os.kill(int(marker.name), signal.SIGKILL)
+                        killed.add(marker.name)
+                await asyncio.sleep(0.05)
+            return await task
+
+        rollouts = asyncio.run(run_and_kill_twice())
+        assert len(rollouts) == 8
+        assert [r.status == "discarded" for r in rollouts] == [True] * 4 + [False] * 4
+        assert all("ray worker died" in r.discard_reason for r in rollouts[:4])
+        assert pool.rerun_rollouts == 4 and pool.discarded_rollouts == 4
+    finally:
+        pool.shutdown()
+
+
 def test_trainer_with_ray_runs_steps_and_records_rollouts(local_ray, tmp_path, tiny_model_dir):
     job = make_job(tmp_path, tiny_model_dir, max_steps=1)
     trainer = Trainer(job, tmp_path / "run", ray="auto", ray_workers=2)

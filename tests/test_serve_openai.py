@@ -196,6 +196,14 @@ def test_lora_adapters_load_and_unload_at_run_time(base_server, tmp_path, tiny_m
         full_forward_logprobs(load_model(str(tiny_model_dir)), prompt + base_ids, len(prompt)),
         abs=1e-4)
 
+    # The RL-trained adapter chats through the SDK, whole and streamed, with tools offered.
+    chat = dict(model="rl-step-1", messages=ASK, tools=TOOLS, temperature=1.0, seed=5,
+                max_tokens=10, extra_body={"return_token_ids": True})
+    whole = client.chat.completions.create(**chat).choices[0]
+    streamed = [t for c in client.chat.completions.create(stream=True, **chat)
+                for ch in c.choices for t in (ch.model_extra.get("token_ids") or [])]
+    assert whole.model_extra["token_ids"] == streamed and whole.finish_reason in ("stop", "length")
+
     assert api.post("/load_lora_adapter", json={"lora_name": "rl-step-1",
                                                 "lora_path": str(ckpt)}).status_code == 400
     bad = api.post("/load_lora_adapter", json={"lora_name": "x", "lora_path": str(tmp_path)})
