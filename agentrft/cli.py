@@ -7,7 +7,7 @@
     agentrft validate JOB.yaml
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
-    agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda]
+    agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda] [--runs DIR]
     agentrft serve MODEL_OR_CHECKPOINT [--host H] [--port P] [--api-key K] [--device cpu|cuda]
     agentrft export CHECKPOINT OUT_DIR [--dtype float32|bfloat16|float16] [--overwrite]
     agentrft jobs create JOB.yaml | list | get ID | events ID [--follow] | checkpoints ID
@@ -169,7 +169,8 @@ def cmd_server(args) -> int:
     if os.environ.get("AGENTRFT_API_KEY"):
         keys.append(os.environ["AGENTRFT_API_KEY"])
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
-          else default_data_dir(), api_keys=keys, device=args.device, workers=args.workers)
+          else default_data_dir(), api_keys=keys, device=args.device, workers=args.workers,
+          runs=Path(args.runs) if args.runs else None)
     return 0
 
 
@@ -245,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accepted key (repeatable; also AGENTRFT_API_KEY)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--workers", type=int, default=1, help="jobs trained at once")
+    s.add_argument("--runs", help="also show the run dirs under this folder on the dashboard "
+                                  "(agentrft train/eval/demo outputs; read-only)")
     s.set_defaults(fn=cmd_server)
 
     sv = sub.add_parser("serve", help="serve a model or checkpoint over OpenAI's chat/completions API")

@@ -31,6 +31,7 @@ import re
 import secrets
 import threading
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, FastAPI, File, Form, Query, Request
@@ -113,9 +114,10 @@ def validate_job_files(store: JobStore, job_id: str) -> None:
 
 def create_app(store: JobStore, *, api_keys: list[str] | None = None,
                validate_in_background: bool = True, max_body_bytes: int = 10 * MiB,
-               max_upload_bytes: int = 512 * MiB) -> FastAPI:
+               max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None) -> FastAPI:
     """The API over `store`. `api_keys`: when non-empty, every /v1 route wants one as a
-    bearer token. `validate_in_background=False` validates a new job's files before the
+    bearer token. `run_root`: a folder of run dirs (`agentrft train --out ...`) the dashboard
+    shows beside the jobs. `validate_in_background=False` validates a new job's files before the
     create request returns (deterministic, for tests). Bodies over `max_body_bytes` and
     uploads over `max_upload_bytes` are refused with a 413."""
     @asynccontextmanager
@@ -272,6 +274,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
 
     keys = [k for k in api_keys or [] if k]
     install_dashboard(app, store, auth_required=bool(keys), session_secret=session_secret,
+                      run_root=Path(run_root) if run_root is not None else None,
                       key_ok=lambda key: any([hmac.compare_digest(key.encode(), k.encode())
                                               for k in keys]))
 

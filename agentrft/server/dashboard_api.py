@@ -17,6 +17,9 @@
     GET  /dashboard/api/jobs/{id}/compare?a=&b=  eval step a vs b (default: first vs last):
                                                  Δreward vs Δtool calls per row, quadrants
 
+Run dirs written outside the jobs service (`agentrft server --runs DIR`) are listed beside
+the jobs under ids `run:<path>` and read the same way (dashboard_runs.py).
+
 Everything is read from the store (job, events, checkpoints) and the job's run directory
 (`metrics.jsonl`; `rollouts.jsonl` through a `RolloutIndex`, so opening a trace of a
 50,000-rollout run seeks to a handful of lines). Auth: see `middleware.py`.
@@ -40,6 +43,7 @@ from agentrft.analysis.traces import (PHASES, MetricsFile, RolloutIndex, StepInf
                                       tool_call_distribution)
 from agentrft.jobs.service import NotFound
 from agentrft.jobs.store import JobStore
+from agentrft.server.dashboard_runs import RunDirs
 from agentrft.server.errors import APIError
 from agentrft.server.middleware import SESSION_COOKIE, session_token
 
@@ -99,12 +103,20 @@ def _question(record: dict[str, Any]) -> str:
 
 
 def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
-                      session_secret: bytes, key_ok) -> None:
-    """Add the dashboard's routes to `app`. `key_ok(key)` says whether an API key is valid."""
+                      session_secret: bytes, key_ok, run_root: Path | None = None) -> None:
+    """Add the dashboard's routes to `app`. `key_ok(key)` says whether an API key is valid;
+    `run_root`: run dirs written outside the jobs service, shown too (dashboard_runs.py)."""
     runs: collections.OrderedDict[str, RunView] = collections.OrderedDict()
     runs_lock = threading.Lock()
+    run_dirs = RunDirs(run_root) if run_root is not None else None
+
+    def run_path(job_id: str) -> Path | None:
+        """A run dir's path when `job_id` names one (`run:...`), else None."""
+        return run_dirs.path(job_id) if run_dirs is not None else None
 
     def job_or_404(job_id: str) -> dict[str, Any]:
+        if (path := run_path(job_id)) is not None:
+            return run_dirs.job_object(job_id, path)
         job = store.get_job(job_id)
         if job is None:
             raise NotFound(f"no job with id {job_id!r}")
@@ -115,7 +127,8 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
         with runs_lock:
             view = runs.get(job_id)
             if view is None:
-                view = RunView(Path(store.job_row(job_id)["run_dir"]))
+                path = run_path(job_id)
+                view = RunView(path if path is not None else Path(store.job_row(job_id)["run_dir"]))
                 runs[job_id] = view
                 while len(runs) > RUNS_CACHED:
                     runs.popitem(last=False)
@@ -186,12 +199,31 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
                 "valid_reward_mean": latest.get("valid_reward_mean"),
                 "warning": warnings[0]["message"] if warnings else None,
                 "error": j["error"]})
+        for run_id in run_dirs.ids() if run_dirs is not None else []:
+            path = run_dirs.path(run_id)
+            j = run_dirs.job_object(run_id, path)
+            metrics = MetricsFile(path / "metrics.jsonl").read()
+            latest = metrics[-1] if metrics else {}
+            warnings = run_dirs.warnings(path)
+            out.append({**{k: j[k] for k in ("id", "status", "model", "suffix", "created_at",
+                                             "finished_at", "fine_tuned_model", "error")},
+                        "step": latest.get("step"), "total_steps": None,
+                        "train_reward_mean": latest.get("train_reward_mean"),
+                        "valid_reward_mean": latest.get("valid_reward_mean"),
+                        "warning": warnings[0]["message"] if warnings else None})
         return {"object": "list", "data": out, "has_more": has_more}
 
     @api.get("/jobs/{job_id}")
     def job(job_id: str) -> dict[str, Any]:
         view = run_of(job_id)
         job = job_or_404(job_id)
+        if (path := run_path(job_id)) is not None:
+            events = run_dirs.events(path, limit=EVENTS_SHOWN)
+            for e in events:
+                e.pop("data", None)
+            return {"job": job, "total_steps": None, "metrics": view.metrics.read(),
+                    "tool_calls": view.distribution(), "checkpoints": run_dirs.checkpoints(path),
+                    "events": events, "warnings": run_dirs.warnings(path)}
         latest = store.latest_metrics(job_id) or {}
         events, _ = store.list_events(job_id, limit=EVENTS_SHOWN)
         for e in events:  # the log shows messages; metrics are in `metrics`, warnings below

@@ -69,7 +69,9 @@ class WorkerSupervisor:
 
 
 def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: str = "cpu",
-          workers: int = 1) -> None:
+          workers: int = 1, runs: Path | None = None) -> None:
+    """`runs`: a folder of run dirs written by `agentrft train/eval/demo`, shown read-only
+    on the dashboard beside the jobs."""
     import uvicorn
 
     from agentrft.jobs.store import JobStore
@@ -93,7 +95,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
           f"{device}, pid {os.getpid()}); dashboard: http://{host}:{port}/"
           + (" (sign in with an API key)" if api_keys else ""), file=sys.stderr, flush=True)
     try:
-        uvicorn.run(create_app(store, api_keys=api_keys), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(store, api_keys=api_keys, run_root=runs), host=host, port=port,
+                    log_level="warning")
     finally:
         supervisor.stop()
         store.close()
