@@ -9,7 +9,7 @@ token's id and log-probability with vLLM's extras:
      "logprobs": 0, "stop_token_ids": [...], "skip_special_tokens": false,
      "return_token_ids": true, "return_tokens_as_token_ids": true}
 
-Ids come from `choices[i].token_ids` (vLLM ≥ 0.10.2 and `agentrft serve`), or else from the
+Ids come from `choices[i].token_ids` (recent vLLM, and `agentrft serve`), or else from the
 `"token_id:N"` strings of `logprobs.tokens`. The seed of each request is drawn from
 `self.generator`, so a checkpoint's RNG state covers remote sampling too.
 
@@ -19,11 +19,18 @@ loaded under a new name through `POST /v1/load_lora_adapter`, and the previous o
 unloaded; later requests name the new adapter. Full fine-tuning is not supported remotely:
 the OpenAI-compatible servers load adapters at run time, not whole weights.
 
-Pointing it at vLLM (see `docs` in the README):
+Pointing it at vLLM: serve the job's base model with run-time LoRA enabled, on a machine
+that can read `adapter_dir` (the same one, or a shared file system):
 
-    VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve /path/to/base --enable-lora \\
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING=True vllm serve /path/to/base --enable-lora \
         --max-lora-rank 16 --max-loras 2 --logprobs-mode processed_logprobs
-    # job spec: method.reinforcement.engine: {type: remote, base_url: "http://host:8000/v1"}
+    # job: method.reinforcement.engine: {type: remote, base_url: "http://host:8000/v1",
+    #                                    adapter_dir: /shared/adapters}
+
+`--max-lora-rank` must be at least the job's `lora_r`. `--logprobs-mode processed_logprobs`
+(recent vLLM) reports log-probs after temperature, as ours are; without it only the
+`logprob_mismatch_mean` health metric reads higher: the trainer recomputes every log-prob
+it trains on from the token ids.
 """
 
 from __future__ import annotations
