@@ -74,7 +74,7 @@ class BwrapBackend(SandboxBackend):
         """`expose`: extra host paths bound read-only at their own path (tool chains, say)."""
         self.bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self.nsenter = nsenter or shutil.which("nsenter") or "nsenter"
-        self.setpriv, self.kill = shutil.which("setpriv"), shutil.which("kill") or "/bin/kill"
+        self.setpriv, self.kill = shutil.which("setpriv"), shutil.which("kill")
         self.uids = uids
         self.expose = tuple(os.path.abspath(p) for p in expose)
 
@@ -226,15 +226,18 @@ class BwrapSandbox(Sandbox):
         exactly those, without scanning /proc (which costs O(processes on the host) per call,
         too much with hundreds of sandboxes); repeated until nothing is left to kill, because
         a fork bomb refills while kill walks the process list."""
-        if self.backend.setpriv is None:
+        if self.backend.setpriv is None or self.backend.kill is None:
             kill_uid(self.uid)
             return
         for _ in range(100):
             proc = await asyncio.create_subprocess_exec(
                 self.backend.setpriv, f"--reuid={self.uid}", f"--regid={self.uid}",
                 "--clear-groups", "--", self.backend.kill, "-9", "-1",
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-            if await proc.wait() != 0:  # ESRCH: no process of the uid is left
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+            if proc.returncode != 0:  # kill -1 exits 1, silently, when it found nothing to kill
+                if err.strip():  # setpriv or kill failed for another reason: the slow way
+                    kill_uid(self.uid)
                 return
 
 
