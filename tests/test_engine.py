@@ -216,3 +216,20 @@ def test_model_train_mode_is_restored(tiny_model, engine):
         assert tiny_model.training
     finally:
         tiny_model.eval()
+
+
+def test_roomy_layer_appends_in_place_and_grows_past_its_room():
+    from transformers.cache_utils import DynamicLayer
+
+    from agentrft.engines.transformers_engine import RoomyLayer
+
+    plain = DynamicLayer()
+    k, v = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    plain.update(k, v)
+    roomy = RoomyLayer.taking_over(plain, room=1)
+    for step in range(3):  # the second and third appends outgrow the room of one
+        nk, nv = torch.randn(2, 3, 1, 5), torch.randn(2, 3, 1, 5)
+        want_k, want_v = plain.update(nk, nv)
+        got_k, got_v = roomy.update(nk, nv)
+        assert torch.equal(got_k, want_k) and torch.equal(got_v, want_v)
+        assert roomy.get_seq_length() == 5 + step

@@ -8,6 +8,7 @@ per-row stop set, temperature and top-p are applied exactly as documented in `Co
 from __future__ import annotations
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
 
@@ -29,6 +30,44 @@ def sample_next(logits: torch.Tensor, params: SamplingParams,
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
     return tokens, logp.gather(-1, tokens[:, None])[:, 0]
+
+
+class RoomyLayer(DynamicLayer):
+    """A KV-cache layer whose keys and values are views into buffers with room to grow.
+
+    `DynamicLayer` appends with `torch.cat`, copying the whole cache at every decode step:
+    O(length) per token, which on CPU at batch 72 × 1,100 tokens was a fifth of decode time.
+    Here a step writes its token in place; when the room runs out the buffers double."""
+
+    @classmethod
+    def taking_over(cls, layer: DynamicLayer, room: int) -> "RoomyLayer":
+        new = cls()
+        new.lazy_initialization(layer.keys, layer.values)
+        n = layer.keys.shape[-2]
+        new._kbuf = _with_room(layer.keys, n + room)
+        new._vbuf = _with_room(layer.values, n + room)
+        new._set_length(n)
+        return new
+
+    def _set_length(self, n: int) -> None:
+        self._length = n
+        self.keys, self.values = self._kbuf[..., :n, :], self._vbuf[..., :n, :]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n, add = self._length, key_states.shape[-2]
+        if n + add > self._kbuf.shape[-2]:
+            self._kbuf = _with_room(self.keys, 2 * (n + add))
+            self._vbuf = _with_room(self.values, 2 * (n + add))
+        self._kbuf[..., n:n + add, :] = key_states
+        self._vbuf[..., n:n + add, :] = value_states
+        self._set_length(n + add)
+        return self.keys, self.values
+
+
+def _with_room(t: torch.Tensor, capacity: int) -> torch.Tensor:
+    buf = t.new_empty((*t.shape[:-2], capacity, t.shape[-1]))
+    buf[..., :t.shape[-2], :] = t
+    return buf
 
 
 # Below this many shared tokens a separate prefix pass costs more than it saves.
@@ -113,6 +152,8 @@ class TransformersEngine(Engine):
                 fan = torch.tensor(row_to_unique, device=self.device)
                 cache.batch_select_indices(fan)
                 logits, attn, positions = logits[fan], attn[fan], positions[fan]
+            cache.layers = [RoomyLayer.taking_over(layer, params.max_new_tokens)
+                            for layer in cache.layers]
             next_pos = positions[:, -1:] + 1
             tokens_T, logps_T = [], []
             done = torch.zeros(B, dtype=torch.bool, device=self.device)
