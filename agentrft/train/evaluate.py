@@ -35,6 +35,23 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def pass_spread(rollouts: list, n_rows: int, samples: int) -> dict[str, Any]:
+    """The eval as `samples` passes over the rows (rollout k·n … k·n + n-1 is pass k): each
+    pass's mean reward, and their standard deviation (n-1), the run-to-run spread that a
+    trained model's gain has to beat to mean anything."""
+    means = []
+    for k in range(samples):
+        scored = [r.reward for r in rollouts[k * n_rows:(k + 1) * n_rows]
+                  if not r.discarded and r.reward is not None]
+        if scored:
+            means.append(sum(scored) / len(scored))
+    if len(means) < 2:
+        return {"pass_mean_rewards": means}
+    mu = sum(means) / len(means)
+    std = (sum((m - mu) ** 2 for m in means) / (len(means) - 1)) ** 0.5
+    return {"pass_mean_rewards": means, "run_to_run_std": std}
+
+
 async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, device: str,
                     data_file: str | None) -> dict[str, Any]:
     validated = validate_job(job)
@@ -56,6 +73,7 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
         out.log_rollout({"step": 0, "phase": "eval", **r.to_record()})
     per_row = per_row_summary(rollouts)
     summary = {"model": model_ref, "samples_per_row": samples, **summarize(per_row),
+               **pass_spread(rollouts, len(rows), samples),
                **rollout_metrics(rollouts, "valid"), "wall_s": elapsed, "per_row": per_row}
     (out.path / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

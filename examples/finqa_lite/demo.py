@@ -93,7 +93,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 
         t0 = time.perf_counter()
         progress(f"[3/6] baseline eval: {cfg.n_valid} rows × {cfg.samples}")
-        evaluate(job, samples=cfg.samples, out_dir=out / "baseline", device=device)
+        baseline = evaluate(job, samples=cfg.samples, out_dir=out / "baseline", device=device)
         timings["baseline_eval"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -115,8 +115,8 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 
         t0 = time.perf_counter()
         progress(f"[5/6] final eval of {final_ckpt.name}")
-        evaluate(job, model_ref=str(final_ckpt), samples=cfg.samples, out_dir=out / "final",
-                 device=device)
+        final = evaluate(job, model_ref=str(final_ckpt), samples=cfg.samples,
+                         out_dir=out / "final", device=device)
         timings["final_eval"] = time.perf_counter() - t0
 
     timings["total"] = time.perf_counter() - started
@@ -125,5 +125,26 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
                            title="FinQA-lite: bundled SmolLM2-135M before and after RL",
                            wall_times=timings)
     progress(format_summary_table(summary))
+    summary["result"] = result = verdict(baseline, final)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    progress(result["text"])
     progress(f"report: {out / 'report' / 'report.html'}")
     return summary
+
+
+def verdict(baseline: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
+    """Did training help? The validation gain against the baseline's run-to-run spread (the
+    std of its passes' means: what re-running the same model moves the figure by)."""
+    gain = final["mean_reward"] - baseline["mean_reward"]
+    spread = baseline.get("run_to_run_std")
+    beats = spread is not None and gain > spread
+    text = (f"validation reward {baseline['mean_reward']:.3f} -> {final['mean_reward']:.3f} "
+            f"(gain {gain:+.3f}); baseline run-to-run spread "
+            + (f"{spread:.3f} over {len(baseline['pass_mean_rewards'])} passes: the gain "
+               f"{'exceeds' if beats else 'does NOT exceed'} it" if spread is not None
+               else "unknown (one pass)"))
+    return {"baseline_mean_reward": baseline["mean_reward"], "final_mean_reward": final["mean_reward"],
+            "gain": gain, "baseline_run_to_run_std": spread,
+            "baseline_pass_means": baseline.get("pass_mean_rewards"),
+            "final_pass_means": final.get("pass_mean_rewards"), "gain_exceeds_spread": beats,
+            "text": text}

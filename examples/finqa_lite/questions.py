@@ -215,8 +215,7 @@ def demonstration(rng: random.Random, corpus: Corpus, c: Company, index: int = 0
         {"role": "assistant", "content": "", "tool_calls": [call]},
         {"role": "tool", "tool_call_id": call_id,
          "content": format_results(demo_hits(corpus, c, year, metric))},
-        {"role": "assistant", "content": f"According to {report_path(c.slug, year)}, the "
-                                         f"{LOOKUP_METRICS[metric][0]} of {c.name} in fiscal "
+        {"role": "assistant", "content": f"The {LOOKUP_METRICS[metric][0]} of {c.name} in fiscal "
                                          f"{year} {'were' if metric == 'total_assets' else 'was'} "
                                          f"{unit_words}.\nFinal answer: {answer}"},
     ]
