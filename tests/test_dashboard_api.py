@@ -290,3 +290,39 @@ def test_compare_endpoint_by_hand(client, store):
     assert missing.status_code == 404 and "evals at steps [0, 2]" in missing.json()["error"]["message"]
     empty = store.create_job({"model": "m", "training_file": "f", "method": {}})
     assert client.get(f"/dashboard/api/jobs/{empty['id']}/compare").status_code == 404
+
+
+def test_index_cache_survives_a_restart_and_is_dropped_when_the_file_changed(tmp_path, monkeypatch):
+    from agentrft.analysis import traces
+
+    monkeypatch.setattr(RolloutIndex, "SAVE_EVERY", 2)
+    path, cache = tmp_path / "rollouts.jsonl", tmp_path / "cache" / "idx.json"
+    path.write_text("".join(line(s, "train", r, ["a"] * r) for s in (1, 2) for r in range(3)))
+    first = RolloutIndex(path, cache=cache)
+    assert first.refresh() == 6 and cache.is_file()
+
+    parsed = []
+    real_entry = traces._entry
+    monkeypatch.setattr(traces, "_entry", lambda offset, raw: parsed.append(offset) or real_entry(offset, raw))
+    with path.open("a") as f:
+        f.write(line(3, "eval", 0, ["b"]))
+    second = RolloutIndex(path, cache=cache)
+    assert second.refresh() == 1 and len(parsed) == 1  # only the appended line was read
+    assert second.entries[:6] == first.entries and second.steps()[-1].step == 3
+    assert second.records(2, "train", row=2)[0]["tool_calls"] == [{"name": "a"}] * 2
+
+    parsed.clear()  # the same file changed in place before the cached offset: index again
+    text = path.read_text()
+    with path.open("r+") as f:
+        f.write(text.replace('"reward": 0.5', '"reward": 0.7', 1))
+    third = RolloutIndex(path, cache=cache)
+    assert third.refresh() == 7 and len(parsed) == 7 and third.entries[0].reward == 0.7
+
+    parsed.clear()  # a new file under the same name (the trainer's rewrite): index again
+    tmp = tmp_path / "new.jsonl"
+    tmp.write_text(line(0, "eval", 0))
+    os.replace(tmp, path)
+    fourth = RolloutIndex(path, cache=cache)
+    assert fourth.refresh() == 1 and [(s.step, s.phase) for s in fourth.steps()] == [(0, "eval")]
+    cache.write_text("{not json")  # a broken cache is ignored
+    assert RolloutIndex(path, cache=cache).refresh() == 1

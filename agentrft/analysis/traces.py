@@ -18,6 +18,7 @@ yet finished (no newline) waits for the next refresh.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 PHASES = ("train", "eval")
+CACHE_VERSION = 1
 READ_CHUNK = 8 * 2**20
 
 
@@ -76,12 +78,22 @@ def _entry(offset: int, line: bytes) -> Entry | None:
 
 
 class RolloutIndex:
-    """Byte offsets and summaries of the lines of one rollouts.jsonl; thread-safe."""
+    """Byte offsets and summaries of the lines of one rollouts.jsonl; thread-safe.
 
-    def __init__(self, path: str | Path):
+    `cache`: a file where the index is saved once it has grown by `SAVE_EVERY` entries, and
+    loaded from on the first refresh, so a restarted server does not read 50,000 rollouts
+    again. A cache is used only for the same file (device, inode) whose bytes just before the
+    cached offset are unchanged; otherwise the file is indexed from the start."""
+
+    SAVE_EVERY = 2000
+
+    def __init__(self, path: str | Path, *, cache: str | Path | None = None):
         self.path = Path(path)
+        self.cache = Path(cache) if cache is not None else None
         self._lock = threading.Lock()
         self._reset(None)
+        self._cache_tried = False
+        self._saved_at = 0
 
     def _reset(self, identity: tuple[int, int] | None) -> None:
         self._identity = identity  # (device, inode) of the file indexed
@@ -99,6 +111,9 @@ class RolloutIndex:
                 self._reset(None)
                 return 0
             identity = (st.st_dev, st.st_ino)
+            if not self._cache_tried:
+                self._cache_tried = True
+                self._load_cache(identity, st.st_size)
             if identity != self._identity or st.st_size < self._indexed:
                 self._reset(identity)
             if st.st_size == self._indexed:
@@ -126,7 +141,47 @@ class RolloutIndex:
                         start = stop + 1
                     self._indexed = base + end + 1
                     carry = data[end + 1:]
+            if self.cache is not None and len(self.entries) - self._saved_at >= self.SAVE_EVERY:
+                self._save_cache()
             return added
+
+    # --- the cache ----------------------------------------------------------------------------
+
+    def _tail_hash(self, end: int) -> str:
+        with self.path.open("rb") as f:
+            f.seek(max(0, end - 4096))
+            return hashlib.sha256(f.read(end - max(0, end - 4096))).hexdigest()
+
+    def _save_cache(self) -> None:
+        state = {"version": CACHE_VERSION, "path": str(self.path), "identity": self._identity,
+                 "indexed": self._indexed, "tail": self._tail_hash(self._indexed),
+                 "entries": [[getattr(e, f) for f in Entry.__slots__] for e in self.entries]}
+        try:
+            self.cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state, separators=(",", ":")))
+            tmp.replace(self.cache)
+            self._saved_at = len(self.entries)
+        except OSError:  # a cache we cannot write only costs time
+            pass
+
+    def _load_cache(self, identity: tuple[int, int], size: int) -> None:
+        try:
+            state = json.loads(self.cache.read_text()) if self.cache and self.cache.is_file() else None
+            if (not state or state.get("version") != CACHE_VERSION
+                    or state.get("path") != str(self.path)
+                    or tuple(state["identity"]) != identity or state["indexed"] > size
+                    or state["tail"] != self._tail_hash(state["indexed"])):
+                return
+            self._reset(identity)
+            tools = Entry.__slots__.index("tools")
+            for values in state["entries"]:
+                values[tools] = tuple(tuple(t) for t in values[tools])  # JSON lists → tuples
+                self._add(Entry(*values))
+            self._indexed = state["indexed"]
+            self._saved_at = len(self.entries)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            self._reset(None)
 
     def _add(self, entry: Entry) -> None:
         i = len(self.entries)

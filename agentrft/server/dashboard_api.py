@@ -28,6 +28,7 @@ Everything is read from the store (job, events, checkpoints) and the job's run d
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import threading
 from importlib import resources
@@ -71,9 +72,13 @@ class RunView:
     """One run dir as the dashboard reads it; the index and tool-call distribution are
     refreshed incrementally and cached until the file grows."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, cache_dir: Path | None = None):
         self.run_dir = run_dir
-        self.index = RolloutIndex(run_dir / "rollouts.jsonl")
+        cache = None
+        if cache_dir is not None:
+            key = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:32]
+            cache = cache_dir / f"{key}.json"
+        self.index = RolloutIndex(run_dir / "rollouts.jsonl", cache=cache)
         self.metrics = MetricsFile(run_dir / "metrics.jsonl")
         self._dist: tuple[int, dict[str, Any]] | None = None
         self._lock = threading.Lock()
@@ -128,7 +133,8 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
             view = runs.get(job_id)
             if view is None:
                 path = run_path(job_id)
-                view = RunView(path if path is not None else Path(store.job_row(job_id)["run_dir"]))
+                view = RunView(path if path is not None else Path(store.job_row(job_id)["run_dir"]),
+                               cache_dir=store.data_dir / "dashboard-cache")
                 runs[job_id] = view
                 while len(runs) > RUNS_CACHED:
                     runs.popitem(last=False)
