@@ -129,3 +129,10 @@ def test_worker_stores_the_warning_for_the_dashboard(tmp_path, tiny_model_dir, m
         data = client.get(f"/dashboard/api/jobs/{job['id']}").json()
         assert [w["id"] for w in data["warnings"]] == [w["id"] for w in warnings]
     store.close()
+
+
+def test_a_broken_run_dir_never_stops_training(tmp_path):
+    (tmp_path / "rollouts.jsonl").mkdir()  # reading it fails with an OSError
+    watcher = AlarmWatcher(tmp_path)
+    watcher.replay([{"step": 0, "valid_reward_mean": 0.1}])
+    assert watcher.on_metrics({"step": 1, "train_reward_mean": 0.5}) == []

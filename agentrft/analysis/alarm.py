@@ -21,6 +21,7 @@ attaches example rollouts and appends a `warning` event to the run's `events.jso
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 from agentrft.analysis.traces import RolloutIndex, answer_chars_mean
 
+log = logging.getLogger("agentrft.alarm")
 EXAMPLES = 3
 EXAMPLE_CHARS = 300
 
@@ -110,10 +112,13 @@ class AlarmWatcher:
 
     def replay(self, records: list[dict[str, Any]]) -> None:
         """Feed the steps a resumed run already has, raising nothing (they were reported)."""
-        self.index.refresh()
-        for m in records:
-            if isinstance(m.get("step"), int):
-                self.alarm.observe(self._stats(m))
+        try:
+            self.index.refresh()
+            for m in records:
+                if isinstance(m.get("step"), int):
+                    self.alarm.observe(self._stats(m))
+        except Exception:  # noqa: BLE001 - an alarm must never stop a training job
+            log.exception("reward-hacking alarm: replay failed in %s", self.run_dir)
 
     def _stats(self, m: dict[str, Any]) -> StepStats:
         return StepStats(m["step"], _num(m.get("train_reward_mean")),
@@ -122,7 +127,16 @@ class AlarmWatcher:
 
     def on_metrics(self, metrics: dict[str, Any]) -> list[dict[str, Any]]:
         """`metrics`: one metrics.jsonl record. Returns the warning events raised (each
-        `{"message", "data"}`), already appended to events.jsonl."""
+        `{"message", "data"}`), already appended to events.jsonl. Never raises: a failure is
+        logged, and training goes on without the alarm for that step."""
+        try:
+            return self._on_metrics(metrics)
+        except Exception:  # noqa: BLE001 - an alarm must never stop a training job
+            log.exception("reward-hacking alarm failed at step %s in %s", metrics.get("step"),
+                          self.run_dir)
+            return []
+
+    def _on_metrics(self, metrics: dict[str, Any]) -> list[dict[str, Any]]:
         step = metrics.get("step")
         if not isinstance(step, int):
             return []
