@@ -15,44 +15,42 @@ import asyncio
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentrft.models.bundled import cache_root
-from agentrft.spec.job import JobSpec
-from examples.finqa_lite.grading import GRADER
+import yaml
+
+from agentrft.spec.job import JobSpec, parse_job
+
+
+HERE = Path(__file__).parent
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    n_valid: int
+    job_file: Path  # the job, with its hyperparameters; tools and data are filled in here
     n_train: int
-    samples: int  # rollouts per validation row in the baseline and final evals
-    steps: int
-    batch_size: int
-    max_new_tokens: int
+    n_valid: int
+    overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
 
 
-FULL = DemoConfig(n_valid=24, n_train=200, samples=3, steps=6, batch_size=4, max_new_tokens=64)
-QUICK = DemoConfig(n_valid=8, n_train=40, samples=2, steps=2, batch_size=2, max_new_tokens=48)
+CPU = DemoConfig(HERE / "job.yaml", n_train=200, n_valid=24)
+GPU = DemoConfig(HERE / "job.gpu.yaml", n_train=400, n_valid=60)
+QUICK = DemoConfig(HERE / "job.yaml", n_train=40, n_valid=8, overrides={
+    "max_steps": 2, "eval_interval": 2, "batch_size": 2, "eval_samples": 2, "max_new_tokens": 48})
 
 
 def job_spec(cfg: DemoConfig, data: Path, urls: dict[str, str], token: str) -> JobSpec:
+    """The job file with this run's data files, tool server and overrides."""
+    raw = yaml.safe_load(cfg.job_file.read_text(encoding="utf-8"))
+    raw["training_file"], raw["validation_file"] = str(data / "train.jsonl"), str(data / "valid.jsonl")
+    rl = raw["method"]["reinforcement"]
     headers = {"Authorization": f"Bearer {token}"}
-    return JobSpec.model_validate({
-        "model": "bundled:smollm2-135m-instruct",
-        "training_file": str(data / "train.jsonl"), "validation_file": str(data / "valid.jsonl"),
-        "seed": 0, "suffix": "finqa-lite",
-        "method": {"type": "reinforcement", "reinforcement": {
-            "grader": GRADER,
-            "tools": [{"name": name, "server_url": url, "headers": headers} for name, url in urls.items()],
-            "max_episode_steps": 10,
-            "hyperparameters": {"batch_size": cfg.batch_size, "compute_multiplier": 1,
-                                "eval_interval": cfg.steps, "eval_samples": cfg.samples,
-                                "max_new_tokens": cfg.max_new_tokens, "max_rollout_tokens": 2048,
-                                "temperature": 0.7,
-                                "max_steps": cfg.steps, "n_epochs": 1}}}})
+    rl["tools"] = [{**t, "server_url": urls[t["name"]], "headers": headers} for t in rl["tools"]]
+    rl["hyperparameters"] = {**rl["hyperparameters"], **cfg.overrides}
+    return parse_job(raw, file=str(cfg.job_file))
 
 
 def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
@@ -78,7 +76,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     from agentrft.train.loop import Trainer
     from examples.finqa_lite.server import ToolServer
 
-    cfg = QUICK if quick else FULL
+    cfg = QUICK if quick else GPU if device.startswith("cuda") else CPU
     out = Path(out)
     started = time.perf_counter()
     progress(f"[1/6] corpus and questions ({cfg.n_train} train, {cfg.n_valid} validation)")
@@ -92,12 +90,12 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
         timings: dict[str, float] = {}
 
         t0 = time.perf_counter()
-        progress(f"[3/6] baseline eval: {cfg.n_valid} rows × {cfg.samples}")
-        baseline = evaluate(job, samples=cfg.samples, out_dir=out / "baseline", device=device)
+        progress(f"[3/6] baseline eval: {cfg.n_valid} rows × {job.hp.samples_per_eval_row}")
+        baseline = evaluate(job, samples=job.hp.samples_per_eval_row, out_dir=out / "baseline", device=device)
         timings["baseline_eval"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        progress(f"[4/6] training: {cfg.steps} steps of {cfg.batch_size} rows × "
+        progress(f"[4/6] training: {job.hp.max_steps} steps of {job.hp.rows_per_step} rows × "
                  f"{job.hp.group_size} rollouts")
 
         def on_step(report) -> None:
@@ -115,7 +113,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 
         t0 = time.perf_counter()
         progress(f"[5/6] final eval of {final_ckpt.name}")
-        final = evaluate(job, model_ref=str(final_ckpt), samples=cfg.samples,
+        final = evaluate(job, model_ref=str(final_ckpt), samples=job.hp.samples_per_eval_row,
                          out_dir=out / "final", device=device)
         timings["final_eval"] = time.perf_counter() - t0
 

@@ -10,16 +10,17 @@ towards searching well before it answers well.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-GRADER: dict[str, Any] = {
-    "type": "multi", "name": "finqa", "calculate_output": "0.8 * answer + 0.2 * found",
-    "graders": {
-        "answer": {"type": "python", "name": "answer", "callable": "examples.graders.numeric:grade"},
-        "found": {"type": "python", "name": "found",
-                  "callable": "examples.finqa_lite.grading:found_sources"},
-    },
-}
+import yaml
+
+def _job_grader() -> dict[str, Any]:
+    job = Path(__file__).with_name("job.yaml")
+    return yaml.safe_load(job.read_text(encoding="utf-8"))["method"]["reinforcement"]["grader"]
+
+
+GRADER: dict[str, Any] = _job_grader()  # as job.yaml declares it (one place to change it)
 
 
 def found_sources(sample: dict, item: dict) -> float:
