@@ -1,7 +1,7 @@
 """The `agentrft` command.
 
     agentrft demo [--quick] [--device cpu|cuda] [--out DIR]
-    agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda]
+    agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda] [--ray ADDRESS]
     agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
     agentrft compare RUN_A RUN_B --out DIR [--step-a N] [--step-b N]
     agentrft validate JOB.yaml
