@@ -82,7 +82,7 @@ def test_the_tiny_job_trains_through_serve_like_the_in_process_engine(server, tm
         a = [m[key] for m in local if key in m]
         b = [m[key] for m in remote if key in m]
         assert len(a) == len(b) >= STEPS
-        assert abs(sum(a) / len(a) - sum(b) / len(b)) < 0.25, (key, a, b)
+        assert abs(sum(a) / len(a) - sum(b) / len(b)) < 0.3, (key, a, b)  # ~3 standard errors
     assert all(m["discarded_rollouts"] == 0 for m in remote[1:])
     engine.close()
     served = httpx.get(f"{server.base_url}/models").json()["data"]
