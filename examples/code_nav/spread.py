@@ -18,6 +18,7 @@ from agentrft.train.loop import train
 from examples.code_nav import tasks
 
 JOB = Path(__file__).parent / "job.yaml"
+F1 = "valid_reward_mean.f1"
 
 
 def main() -> None:
@@ -37,15 +38,17 @@ def main() -> None:
         metrics = train(job, Path(args.out) / f"seed{seed}")
         evals = [m for m in metrics if m.get("valid_reward_mean") is not None]
         first, last = evals[0], evals[-1]
-        base.append(first["valid_reward_mean"])
-        trained.append(last["valid_reward_mean"])
+        key = F1 if F1 in first else "valid_reward_mean"  # F1 alone, without the process reward
+        base.append(first[key])
+        trained.append(last[key])
         print(f"seed {seed}: valid F1 {base[-1]:.3f} -> {trained[-1]:.3f} (step {last['step']}); "
+              f"reward {first['valid_reward_mean']:.3f} -> {last['valid_reward_mean']:.3f}; "
               f"turns/rollout {first.get('valid_turns_per_rollout')} -> {last.get('valid_turns_per_rollout')}; "
               f"parallel calls/turn {first.get('valid_parallel_tool_calls_per_turn')} -> "
               f"{last.get('valid_parallel_tool_calls_per_turn')}", flush=True)
     gains = [t - b for b, t in zip(base, trained)]
     sd = statistics.pstdev
-    print(f"baseline {statistics.mean(base):.3f} ± {sd(base):.3f}; trained {statistics.mean(trained):.3f} "
+    print(f"validation F1: baseline {statistics.mean(base):.3f} ± {sd(base):.3f}; trained {statistics.mean(trained):.3f} "
           f"± {sd(trained):.3f}; gain {statistics.mean(gains):.3f} ± {sd(gains):.3f} over {len(base)} seeds")
 
 
