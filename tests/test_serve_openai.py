@@ -148,6 +148,25 @@ def test_completions_take_token_id_batches_and_return_exact_logprobs(tool_server
         assert choice.logprobs.token_logprobs == pytest.approx(expected, abs=1e-4)
 
 
+def test_streamed_completions_match_whole_ones(tool_server):
+    server, _ = tool_server
+    client = client_for(server)
+    kwargs = dict(model="tool-caller", prompt=[[1, 520, 9531, 198]], max_tokens=8, temperature=1.0,
+                  seed=9, n=2, logprobs=0, extra_body={"return_token_ids": True})
+    whole = client.completions.create(**kwargs)
+    chunks = list(client.completions.create(stream=True, **kwargs))
+    for i in range(2):
+        mine = [ch for c in chunks for ch in c.choices if ch.index == i]
+        ids = [t for ch in mine for t in (ch.model_extra.get("token_ids") or [])]
+        assert ids == whole.choices[i].model_extra["token_ids"]
+        assert "".join(ch.text for ch in mine) == whole.choices[i].text
+        assert [ch.finish_reason for ch in mine if ch.finish_reason] == [whole.choices[i].finish_reason]
+        lps = [v for ch in mine if ch.logprobs for v in ch.logprobs.token_logprobs]
+        assert lps == pytest.approx(whole.choices[i].logprobs.token_logprobs, abs=1e-4)
+    text = client.completions.create(model="tool-caller", prompt="Hello", max_tokens=3, temperature=0)
+    assert text.usage.prompt_tokens >= 1 and text.usage.completion_tokens >= 1
+
+
 def test_bad_requests_are_4xx_with_a_message(tool_server):
     server, _ = tool_server
     client = client_for(server)
