@@ -119,7 +119,7 @@ def test_a_worker_killed_mid_batch_loses_no_rollout(local_ray, tmp_path, tiny_mo
         rollouts = asyncio.run(run_and_kill())
         assert len(rollouts) == 8 and [r.row_index for r in rollouts] == [0] * 4 + [1] * 4
         assert all(r.status != "discarded" and r.reward is not None for r in rollouts), (events, [r.discard_reason for r in rollouts])
-        assert pool.rerun_rollouts == 4 and pool.discarded_rollouts == 0
+        assert pool.rerun_rollouts == pool.last_reruns == 4 and pool.discarded_rollouts == 0
         assert events and events[0][0] == "warn" and "re-running its 4 rollouts" in events[0][1]
         assert victim not in pool.pids()  # Ray restarted the actor
         # greedy: the re-run chunk is exactly what the first attempt would have given
@@ -169,5 +169,6 @@ def test_trainer_with_ray_runs_steps_and_records_rollouts(local_ray, tmp_path, t
     metrics = asyncio.run(trainer.run_async())
     assert trainer.outcome == "succeeded" and [m["step"] for m in metrics] == [0, 1]
     assert metrics[1]["rollouts"] == 8 and metrics[1]["discarded_rollouts"] == 0
+    assert metrics[1]["rerun_rollouts"] == 0
     records = [json.loads(x) for x in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert len({r["trace_id"] for r in records}) == len(records) >= 8

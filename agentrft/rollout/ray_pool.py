@@ -105,8 +105,9 @@ class RayRolloutPool:
             else:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False)
         self.job, self.on_event = job, on_event
-        self.rerun_rollouts = 0
+        self.rerun_rollouts = 0  # totals over the pool's life
         self.discarded_rollouts = 0
+        self.last_reruns = 0  # rollouts re-run during the latest `run_rollouts`
         self._policy = None
         self._calls = 0
         actor = ray.remote(num_cpus=cpus_per_worker, num_gpus=1 if device.startswith("cuda") else 0,
@@ -135,8 +136,10 @@ class RayRolloutPool:
         n = min(len(self.workers), len(rows))
         size = -(-len(rows) // n)
         chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
+        before = self.rerun_rollouts
         results = await asyncio.gather(*(self._run_chunk(k, chunk, weights)
                                          for k, chunk in enumerate(chunks)))
+        self.last_reruns = self.rerun_rollouts - before
         return [r for chunk in results for r in chunk]
 
     async def _run_chunk(self, k: int, chunk: list[tuple[int, DatasetRow]], weights) -> list[Rollout]:

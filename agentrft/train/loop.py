@@ -228,6 +228,7 @@ class Trainer:
         if seqs:
             self.engine.sync_weights(policy.model)  # no-op in-process; a remote engine pushes
         t_trained = time.perf_counter()
+        ray = {"rerun_rollouts": float(self.pool.last_reruns)} if self.pool is not None else {}
         for r in rollouts:
             self.run.log_rollout({"step": step + 1, "phase": "train", **r.to_record()})
         grading = sum(r.timing.get("grading", 0.0) for r in rollouts) / max(len(rollouts), 1)
@@ -235,7 +236,7 @@ class Trainer:
             "step": step + 1, "_t0": t0,
             **rollout_metrics(rollouts, "train"),
             "zero_variance_groups": float(zero_variance), "groups": float(len(rows)),
-            "rollouts": float(len(rollouts)), "trained_sequences": float(len(seqs)),
+            "rollouts": float(len(rollouts)), "trained_sequences": float(len(seqs)), **ray,
             **update,
             "timing.sampling": t_sampled - t0, "timing.grading": grading,
             "timing.training": t_trained - t_sampled,
