@@ -52,7 +52,7 @@ def _tool_schemas(row: DatasetRow, env: RolloutEnv) -> list[dict[str, Any]]:
     described = {t["function"]["name"] for t in schemas}
     for name, client in env.tools.items():
         if name not in described:
-            schemas.append(client.schema or {"type": "function", "function": {
+            schemas.append(getattr(client, "schema", None) or {"type": "function", "function": {
                 "name": name, "description": "", "parameters": {"type": "object"}}})
     return schemas
 
