@@ -164,7 +164,9 @@ async def test_fork_bomb_is_contained_and_cleaned_up(backend, source):
             a.exec(sh("bomb() { bomb | bomb & }; bomb; sleep 30")),
             b.exec(sh("sleep 1; echo fine")))
         elapsed = time.monotonic() - t0
-        assert bomb.limit == "wall_seconds" and elapsed < limits.wall_seconds + 4, (bomb, elapsed)
+        # stopped by the wall clock, or sooner by the cap on its "Cannot fork" messages
+        assert bomb.limit in ("wall_seconds", "output_bytes") and bomb.exit_code == -9, bomb
+        assert elapsed < limits.wall_seconds + 4, elapsed
         assert other.exit_code == 0 and other.stdout == "fine\n"
         assert uid_processes(a.uid) == []  # nothing of the bomb survives its command
         assert (await a.exec(sh("echo alive"))).stdout == "alive\n"
