@@ -39,8 +39,10 @@ import abc
 from dataclasses import dataclass, replace
 from typing import Sequence
 
-from agentrft.errors import SandboxError  # noqa: F401 - part of this protocol's API
+from agentrft.errors import SandboxError
 from agentrft.graders.sandbox import SandboxLimits
+
+__all__ = ["WORKSPACE", "ExecResult", "Sandbox", "SandboxBackend", "SandboxError", "WorkspaceLimits"]
 
 WORKSPACE = "/workspace"
 

@@ -52,7 +52,7 @@ import sys
 import time
 from typing import Sequence
 
-from agentrft.graders.sandbox import DEFAULT_UIDS, LaunchingSandbox, SandboxLimits
+from agentrft.graders.sandbox import DEFAULT_UIDS, LaunchingSandbox
 from agentrft.graders.sandbox_procs import UID_POOL, kill_uid
 from agentrft.tools.sandbox.base import (WORKSPACE, ExecResult, Sandbox, SandboxBackend,
                                          SandboxError, WorkspaceLimits)
