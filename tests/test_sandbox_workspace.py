@@ -242,3 +242,17 @@ async def test_burst_of_50_sandboxes(backend, source):
     assert [o.split("\n")[0] for o in outs] == [str(i) for i in range(n)]
     assert not UID_POOL._held  # noqa: SLF001
     print(f"{n} sandboxes in {elapsed:.1f} s")
+
+
+async def test_no_free_uid_is_an_infra_error_not_a_hang(source, monkeypatch):
+    import agentrft.tools.sandbox.bwrap as bwrap
+    monkeypatch.setattr(bwrap, "START_TIMEOUT_S", 0.5)
+    small = BwrapBackend(uids=range(60990, 60991))  # one uid
+    first = await small.create(str(source), LIMITS)
+    try:
+        with pytest.raises(SandboxError, match="no free sandbox uid"):
+            await small.create(str(source), LIMITS)
+    finally:
+        await first.close()
+    again = await small.create(str(source), LIMITS)  # freed by close
+    await again.close()

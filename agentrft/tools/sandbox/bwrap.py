@@ -93,7 +93,11 @@ class BwrapBackend(SandboxBackend):
             raise SandboxError(problem)
         if source is not None and not os.path.isdir(source):
             raise SandboxError(f"workspace source {source!r} is not a directory")
-        uid = await UID_POOL.acquire(self.uids)
+        try:  # every uid taken (a thousand live sandboxes): fail the rollout rather than hang
+            uid = await asyncio.wait_for(UID_POOL.acquire(self.uids), START_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise SandboxError(f"no free sandbox uid in {self.uids.start}-{self.uids.stop - 1} "
+                               f"after {START_TIMEOUT_S:.0f} s: too many live sandboxes") from None
         sandbox = BwrapSandbox(self, uid, limits)
         try:
             await sandbox._start(source)
