@@ -40,12 +40,14 @@ class RoomyLayer(DynamicLayer):
     Here a step writes its token in place; when the room runs out the buffers double."""
 
     @classmethod
-    def taking_over(cls, layer: DynamicLayer, room: int) -> "RoomyLayer":
+    def taking_over(cls, layer: DynamicLayer, room: int,
+                    rows: torch.Tensor | None = None) -> "RoomyLayer":
+        """The layer's states (or those of batch `rows`, fanning a prefill out) with `room`."""
         new = cls()
         new.lazy_initialization(layer.keys, layer.values)
         n = layer.keys.shape[-2]
-        new._kbuf = _with_room(layer.keys, n + room)
-        new._vbuf = _with_room(layer.values, n + room)
+        new._kbuf = _with_room(layer.keys, n + room, rows)
+        new._vbuf = _with_room(layer.values, n + room, rows)
         new._set_length(n)
         return new
 
@@ -64,9 +66,10 @@ class RoomyLayer(DynamicLayer):
         return self.keys, self.values
 
 
-def _with_room(t: torch.Tensor, capacity: int) -> torch.Tensor:
-    buf = t.new_empty((*t.shape[:-2], capacity, t.shape[-1]))
-    buf[..., :t.shape[-2], :] = t
+def _with_room(t: torch.Tensor, capacity: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    batch = t.shape[0] if rows is None else len(rows)
+    buf = t.new_empty((batch, *t.shape[1:-2], capacity, t.shape[-1]))
+    buf[..., :t.shape[-2], :] = t if rows is None else t[rows]
     return buf
 
 
@@ -148,12 +151,13 @@ class TransformersEngine(Engine):
         self.model.eval()
         try:
             cache, logits, attn, positions = self._prefill([list(p) for p in unique])
+            fan = None
             if len(unique) < B:
                 fan = torch.tensor(row_to_unique, device=self.device)
-                cache.batch_select_indices(fan)
                 logits, attn, positions = logits[fan], attn[fan], positions[fan]
-            cache.layers = [RoomyLayer.taking_over(layer, params.max_new_tokens)
-                            for layer in cache.layers]
+            for i, layer in enumerate(cache.layers):  # one layer at a time: one extra copy at most
+                cache.layers[i] = RoomyLayer.taking_over(layer, params.max_new_tokens, rows=fan)
+                del layer
             next_pos = positions[:, -1:] + 1
             tokens_T, logps_T = [], []
             done = torch.zeros(B, dtype=torch.bool, device=self.device)

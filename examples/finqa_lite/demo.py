@@ -36,10 +36,10 @@ class DemoConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
 
 
-CPU = DemoConfig(HERE / "job.yaml", n_train=200, n_valid=24)
+CPU = DemoConfig(HERE / "job.yaml", n_train=200, n_valid=20)
 GPU = DemoConfig(HERE / "job.gpu.yaml", n_train=400, n_valid=60)
 QUICK = DemoConfig(HERE / "job.yaml", n_train=40, n_valid=8, overrides={
-    "max_steps": 2, "eval_interval": 2, "batch_size": 2, "eval_samples": 2, "max_new_tokens": 48})
+    "max_steps": 2, "eval_interval": 2, "batch_size": 2, "eval_samples": 2})
 
 
 def job_spec(cfg: DemoConfig, data: Path, urls: dict[str, str], token: str) -> JobSpec:
