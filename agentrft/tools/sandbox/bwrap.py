@@ -110,11 +110,12 @@ class BwrapBackend(SandboxBackend):
         args = [self.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
         args += _system_root()
-        for path in (*_interpreter_prefixes(), *self.expose):
-            args += ["--ro-bind", path, path]
         args += ["--dev", "/dev", "--proc", "/proc",
                  "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
                  "--perms", "0777", "--size", str(limits.workspace_bytes), "--tmpfs", WORKSPACE]
+        # after the /tmp tmpfs, so an interpreter under /tmp (a CI checkout's .venv) stays visible
+        for path in (*_interpreter_prefixes(), *self.expose):
+            args += ["--ro-bind", path, path]
         if source is not None:
             args += ["--ro-bind", os.path.realpath(source), SOURCE]
         args += ["--chdir", WORKSPACE, "--info-fd", str(info_fd), "--cap-drop", "ALL",
