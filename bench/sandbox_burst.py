@@ -95,7 +95,11 @@ def main() -> None:
     ap.add_argument("--source", help="directory to copy into each workspace (default: httpx's source)")
     args = ap.parse_args()
     source = args.source or default_source()
-    result = asyncio.run(burst(args.n, args.backend, source))
+    try:
+        result = asyncio.run(burst(args.n, args.backend, source))
+    finally:
+        if not args.source:
+            shutil.rmtree(Path(source).parent, ignore_errors=True)
     print(f"{result['ok']}/{result['n']} sandboxes started, ran a command and were cleaned up "
           f"in {result['wall_s']:.1f} s ({result['throughput_per_s']:.1f}/s; {os.cpu_count()} CPUs)")
     print(f"start time (create -> workspace ready): p50 {result['start_p50_s'] * 1000:.0f} ms, "
