@@ -33,7 +33,7 @@ def test_compare_command_writes_png_and_html(evals, tmp_path, capsys):  # noqa: 
     out = tmp_path / "cmp"
     assert main(["compare", str(evals[0]), str(evals[1]), "--out", str(out), "--top", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "better+fewer 2" in printed and "report.html" in printed
+    assert "better+same-or-fewer 2" in printed and "report.html" in printed
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["quadrants"] == {"better_fewer": 2, "better_more": 0, "worse_fewer": 0,

@@ -177,7 +177,7 @@ def test_write_report(evals, run_dir, tmp_path):
     assert "search → cat" in page
 
     table = format_summary_table(summary)
-    assert "mean_reward" in table and "+0.062" in table and "better+fewer 2" in table
+    assert "mean_reward" in table and "+0.062" in table and "better+same-or-fewer 2" in table
 
     again = write_report(tmp_path / "again", *evals, run_dir=run_dir, title="demo <run>",
                          wall_times={"total": 30.0})

@@ -142,7 +142,9 @@ def plot_delta_scatter(comparison: Comparison, path: Path) -> Path:
                ("worse_fewer", 0.02, 0.02, "left", "bottom"),
                ("worse_more", 0.98, 0.02, "right", "bottom"))
     for key, x, y, ha, va in corners:
-        ax.text(x, y, f"{key.replace('_', ' + ')} calls: {q[key]}", transform=ax.transAxes,
+        side, calls = key.split("_")
+        label = f"{side} + {'same or fewer' if calls == 'fewer' else 'more'} calls: {q[key]}"
+        ax.text(x, y, label, transform=ax.transAxes,
                 ha=ha, va=va, fontsize=9, color=QUADRANT_COLORS[key], fontweight="bold")
     ax.set_xlabel("Δ tool calls per rollout (final − baseline)")
     ax.set_ylabel("Δ mean reward (final − baseline)")

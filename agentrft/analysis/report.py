@@ -178,7 +178,8 @@ def format_summary_table(summary: dict[str, Any]) -> str:
     q = summary["quadrants"]
     lines.append("")
     lines.append(f"rows compared: {summary['rows_compared']}  quadrants: "
-                 + "  ".join(f"{k.replace('_', '+')} {q[k]}" for k in QUADRANTS))
+                 + "  ".join(f"{k.replace('_fewer', '+same-or-fewer').replace('_more', '+more')} {q[k]}"
+                             for k in QUADRANTS) + " (calls per rollout)")
     if summary.get("wall_s"):
         lines.append("wall time: " + "  ".join(f"{k} {v:.1f}s" for k, v in summary["wall_s"].items()))
     return "\n".join(lines)
