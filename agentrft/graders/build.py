@@ -51,6 +51,17 @@ def build_grader(config: dict[str, Any]) -> Grader:
     return factory(config)
 
 
+def check_keys(config: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...],
+               where: str = "grader") -> None:
+    """SpecError naming `where.KEY` for a missing or unknown key (`type` is always allowed)."""
+    for key in config:
+        if key != "type" and key not in required and key not in optional:
+            raise SpecError(f"unknown key {key!r}", field=f"{where}.{key}")
+    for key in required:
+        if key not in config:
+            raise SpecError(f"missing key {key!r}", field=f"{where}.{key}")
+
+
 def check_fields(config: dict[str, Any], *, required: tuple[str, ...],
                  optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """The config's fields other than `type`, after checking none is missing or unknown.
@@ -58,12 +69,7 @@ def check_fields(config: dict[str, Any], *, required: tuple[str, ...],
     Values of the required and optional keys must be strings (true of every field of the
     types built here); a factory needing other kinds checks them itself.
     """
-    for key in config:
-        if key != "type" and key not in required and key not in optional:
-            raise SpecError(f"unknown key {key!r}", field=f"grader.{key}")
-    for key in required:
-        if key not in config:
-            raise SpecError(f"missing key {key!r}", field=f"grader.{key}")
+    check_keys(config, required, optional)
     fields = {k: v for k, v in config.items() if k != "type"}
     for key, value in fields.items():
         if not isinstance(value, str):

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from agentrft.errors import SpecError
+from agentrft.graders.build import check_keys  # re-exported for score_model and label_model
 from agentrft.graders.model_judge import (
     Judge, JudgeMessage, JudgeParams, LocalJudge, OpenAICompatibleJudge,
 )
@@ -22,16 +23,6 @@ REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 COMMON_OPTIONAL = ("sampling_params", "base_url", "api_key_env")
 _ROLES = ("system", "developer", "user", "assistant")
 _TEXT_PARTS = ("input_text", "output_text", "text")
-
-
-def check_keys(config: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...],
-               where: str = "grader") -> None:
-    for key in config:
-        if key != "type" and key not in required and key not in optional:
-            raise SpecError(f"unknown key {key!r}", field=f"{where}.{key}")
-    for key in required:
-        if key not in config:
-            raise SpecError(f"missing key {key!r}", field=f"{where}.{key}")
 
 
 def string_field(config: dict[str, Any], key: str, where: str = "grader") -> str:
