@@ -155,9 +155,9 @@ class TransformersEngine(Engine):
             if len(unique) < B:
                 fan = torch.tensor(row_to_unique, device=self.device)
                 logits, attn, positions = logits[fan], attn[fan], positions[fan]
-            for i, layer in enumerate(cache.layers):  # one layer at a time: one extra copy at most
-                cache.layers[i] = RoomyLayer.taking_over(layer, params.max_new_tokens, rows=fan)
-                del layer
+            for i in range(len(cache.layers)):  # one layer at a time: one extra copy at most
+                cache.layers[i] = RoomyLayer.taking_over(cache.layers[i], params.max_new_tokens,
+                                                         rows=fan)
             next_pos = positions[:, -1:] + 1
             tokens_T, logps_T = [], []
             done = torch.zeros(B, dtype=torch.bool, device=self.device)

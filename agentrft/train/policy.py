@@ -24,13 +24,12 @@ CHECKPOINT_META = "agentrft_checkpoint.json"
 
 
 def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int) -> list[list[TrainSequence]]:
-    """Consecutive groups of `seqs` (sorted by length) of at most `max_seqs` sequences and
-    `max_tokens` padded tokens (len × the longest); a sequence over `max_tokens` is alone."""
+    """Consecutive groups of `seqs` (sorted by length, so the newest is the longest) of at most
+    `max_seqs` sequences and `max_tokens` padded tokens; a sequence over `max_tokens` is alone."""
     out: list[list[TrainSequence]] = []
     for s in seqs:
         last = out[-1] if out else None
-        if last and len(last) < max_seqs and \
-                (len(last) + 1) * max(len(s.token_ids), *(len(x.token_ids) for x in last)) <= max_tokens:
+        if last and len(last) < max_seqs and (len(last) + 1) * len(s.token_ids) <= max_tokens:
             last.append(s)
         else:
             out.append([s])

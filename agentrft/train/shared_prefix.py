@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicCache
 
+from agentrft.engines.transformers_engine import common_prefix_len
+
 # Below this many shared tokens the extra pass saves too little to bother.
 MIN_SHARED_TOKENS = 64
 
@@ -27,10 +29,7 @@ MIN_SHARED_TOKENS = 64
 def shared_head_len(token_ids: list[list[int]], masks: list[list[int]]) -> int:
     """How many leading tokens all sequences share and none of them is trained on: the head
     ends before the last position whose prediction carries loss (position t predicts t + 1)."""
-    first = token_ids[0]
-    n = min(len(t) for t in token_ids)
-    for ids in token_ids[1:]:
-        n = next((i for i in range(n) if ids[i] != first[i]), n)
+    n = common_prefix_len(token_ids)
     first_written = min((m.index(1) if 1 in m else len(m)) for m in masks)
     return max(0, min(n, first_written - 1))
 
