@@ -58,15 +58,10 @@ def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
     from examples.finqa_lite import corpus as corpus_mod
     from examples.finqa_lite import questions
 
-    corpus_dir = cache_root() / "finqa_lite" / "corpus-seed0"
-    corpus_mod.write_corpus(corpus_dir, seed=0)
-    corpus = corpus_mod.generate_corpus(seed=0)
-    data = out / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    train, valid = questions.make_rows(corpus, seed=0, n_train=cfg.n_train, n_valid=cfg.n_valid)
-    for name, rows in (("train.jsonl", train), ("valid.jsonl", valid)):
-        (data / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return corpus_dir, data
+    corpus_dir = corpus_mod.write_corpus(cache_root() / "finqa_lite" / "corpus-seed0", seed=0)
+    questions.write_rows(out / "data", corpus_mod.generate_corpus(seed=0), seed=0,
+                         n_train=cfg.n_train, n_valid=cfg.n_valid)
+    return corpus_dir, out / "data"
 
 
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
