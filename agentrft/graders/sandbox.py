@@ -362,11 +362,7 @@ def _expose_interpreter() -> tuple[str, ...]:
         if blocked not in hidden:
             args += ["--tmpfs", blocked]
             hidden.add(blocked)
-        current = blocked
-        for part in os.path.relpath(prefix, blocked).split("/")[:-1]:
-            current = os.path.join(current, part)
-            args += ["--perms", "0755", "--dir", current]
-        args += ["--ro-bind", prefix, prefix]
+        args += _bind_below(blocked, prefix)
     return tuple(args)
 
 
@@ -382,12 +378,18 @@ def _unmask_interpreter() -> tuple[str, ...]:
         masked = next((m for m in _MASKED if prefix == m or prefix.startswith(m + "/")), None)
         if masked is None or prefix == masked:
             continue
-        current = masked
-        for part in os.path.relpath(prefix, masked).split("/")[:-1]:
-            current = os.path.join(current, part)
-            args += ["--perms", "0755", "--dir", current]
-        args += ["--ro-bind", prefix, prefix]
+        args += _bind_below(masked, prefix)
     return tuple(args)
+
+
+def _bind_below(top: str, prefix: str) -> list[str]:
+    """bwrap args binding `prefix` read-only at its own path inside the fresh (tmpfs) folder
+    `top`, creating the directories between them."""
+    args, current = [], top
+    for part in os.path.relpath(prefix, top).split("/")[:-1]:
+        current = os.path.join(current, part)
+        args += ["--perms", "0755", "--dir", current]
+    return args + ["--ro-bind", prefix, prefix]
 
 
 @functools.lru_cache(maxsize=1)
