@@ -91,14 +91,20 @@ def marking_grade(sample: dict, item: dict) -> float:
     return (len(sample["output_text"]) % 5) / 4
 
 
-def test_a_worker_killed_mid_batch_loses_no_rollout(local_ray, tmp_path, tiny_model_dir):
-    job = greedy_job(tmp_path, tiny_model_dir)
+def marking_job(tmp_path, model_dir):
+    """A greedy job graded by `marking_grade`, and the folder its markers appear in."""
+    job = greedy_job(tmp_path, model_dir)
     markers = tmp_path / "markers"
     markers.mkdir()
     job.rl.grader["callable"] = "tests.test_ray_rollouts:marking_grade"
     train = Path(job.training_file)
     lines = [json.loads(x) for x in train.read_text().splitlines()]
     train.write_text("".join(json.dumps({**x, "marker_dir": str(markers)}) + "\n" for x in lines))
+    return job, markers
+
+
+def test_a_worker_killed_mid_batch_loses_no_rollout(local_ray, tmp_path, tiny_model_dir):
+    job, markers = marking_job(tmp_path, tiny_model_dir)
     events = []
     pool = RayRolloutPool(job, address="auto", workers=2,
                           on_event=lambda message, level: events.append((level, message)))
@@ -129,13 +135,7 @@ def test_a_worker_killed_mid_batch_loses_no_rollout(local_ray, tmp_path, tiny_mo
 
 
 def test_a_chunk_whose_worker_dies_twice_is_discarded_and_counted(local_ray, tmp_path, tiny_model_dir):
-    job = greedy_job(tmp_path, tiny_model_dir)
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    job.rl.grader["callable"] = "tests.test_ray_rollouts:marking_grade"
-    train = Path(job.training_file)
-    lines = [json.loads(x) for x in train.read_text().splitlines()]
-    train.write_text("".join(json.dumps({**x, "marker_dir": str(markers)}) + "\n" for x in lines))
+    job, markers = marking_job(tmp_path, tiny_model_dir)
     pool = RayRolloutPool(job, address="auto", workers=2)
     try:
         pool.bind(Policy(job.model, job.hp))
