@@ -17,12 +17,12 @@ fell 25 -> 18 and 29 -> 19 per 24 rollouts.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 
 from agentrft.spec import load_job
 from agentrft.train.loop import train
 from examples.code_nav import tasks
+from examples.lookup.spread import summary
 
 JOB = Path(__file__).parent / "job.yaml"
 F1 = "valid_reward_mean.f1"
@@ -53,10 +53,7 @@ def main() -> None:
               f"turns/rollout {first.get('valid_turns_per_rollout')} -> {last.get('valid_turns_per_rollout')}; "
               f"parallel calls/turn {first.get('valid_parallel_tool_calls_per_turn')} -> "
               f"{last.get('valid_parallel_tool_calls_per_turn')}", flush=True)
-    gains = [t - b for b, t in zip(base, trained)]
-    sd = statistics.pstdev
-    print(f"validation F1: baseline {statistics.mean(base):.3f} ± {sd(base):.3f}; trained {statistics.mean(trained):.3f} "
-          f"± {sd(trained):.3f}; gain {statistics.mean(gains):.3f} ± {sd(gains):.3f} over {len(base)} seeds")
+    print(f"validation F1: {summary(base, trained)}")
 
 
 if __name__ == "__main__":

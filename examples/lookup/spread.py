@@ -34,10 +34,16 @@ def main() -> None:
         base.append(evals[0]["valid_reward_mean"])
         trained.append(evals[-1]["valid_reward_mean"])
         print(f"seed {seed}: baseline {base[-1]:.3f} -> trained {trained[-1]:.3f}", flush=True)
+    print(summary(base, trained))
+
+
+def summary(base: list[float], trained: list[float]) -> str:
+    """Mean ± standard deviation of baseline, trained and gain over the seeds' runs."""
     gains = [t - b for b, t in zip(base, trained)]
     sd = statistics.pstdev
-    print(f"baseline {statistics.mean(base):.3f} ± {sd(base):.3f}; trained {statistics.mean(trained):.3f} "
-          f"± {sd(trained):.3f}; gain {statistics.mean(gains):.3f} ± {sd(gains):.3f} over {len(base)} seeds")
+    return (f"baseline {statistics.mean(base):.3f} ± {sd(base):.3f}; trained "
+            f"{statistics.mean(trained):.3f} ± {sd(trained):.3f}; gain {statistics.mean(gains):.3f} "
+            f"± {sd(gains):.3f} over {len(base)} seeds")
 
 
 if __name__ == "__main__":
