@@ -36,6 +36,14 @@ def body(store, model, *, max_steps=2, train=None):
                                     "max_steps": max_steps}}}}
 
 
+def claimed_job(store, model, **kwargs):
+    """A job created, validated and claimed by the worker (now running)."""
+    job = service.create_job(store, body(store, model, **kwargs))
+    service.validate_files_sync(store, job["id"])
+    claim_next(store)
+    return job
+
+
 def metric_steps(store, job_id):
     events, _ = store.list_events(job_id, limit=100)
     return sorted(e["data"]["step"] for e in events if e["type"] == "metrics")
@@ -70,9 +78,7 @@ def test_broken_dataset_line_fails_validation_naming_the_line(store, tiny_model_
 
 
 def test_pause_then_resume_then_finish(store, tiny_model_dir):
-    job = service.create_job(store, body(store, tiny_model_dir, max_steps=3))
-    service.validate_files_sync(store, job["id"])
-    claim_next(store)
+    job = claimed_job(store, tiny_model_dir, max_steps=3)
     service.request(store, job["id"], "pause")  # asked before the first step: pauses at once
     assert run_job(store, job["id"]) == "paused"
     with pytest.raises(service.JobStateError):
@@ -84,9 +90,7 @@ def test_pause_then_resume_then_finish(store, tiny_model_dir):
 
 
 def test_orphaned_running_job_resumes_without_duplicate_steps(store, tiny_model_dir):
-    job = service.create_job(store, body(store, tiny_model_dir, max_steps=3))
-    service.validate_files_sync(store, job["id"])
-    claim_next(store)
+    job = claimed_job(store, tiny_model_dir, max_steps=3)
     service.request(store, job["id"], "pause")
     run_job(store, job["id"])  # checkpoint at step 0
     service.request(store, job["id"], "resume")
@@ -101,9 +105,7 @@ def test_orphaned_running_job_resumes_without_duplicate_steps(store, tiny_model_
 
 
 def test_cancel_running_job_at_the_next_step(store, tiny_model_dir):
-    job = service.create_job(store, body(store, tiny_model_dir, max_steps=3))
-    service.validate_files_sync(store, job["id"])
-    claim_next(store)
+    job = claimed_job(store, tiny_model_dir, max_steps=3)
     service.request(store, job["id"], "cancel")
     assert run_job(store, job["id"]) == "cancelled"
     assert store.get_job(job["id"])["finished_at"] is not None
