@@ -45,6 +45,10 @@ from agentrft.graders.sandbox import SandboxLimits
 __all__ = ["WORKSPACE", "ExecResult", "Sandbox", "SandboxBackend", "SandboxError", "WorkspaceLimits"]
 
 WORKSPACE = "/workspace"
+SOURCE = "/.source"  # where a backend binds the workspace source read-only inside
+# run by the sandbox user when a sandbox starts: /workspace becomes a copy of the source
+COPY_SOURCE = f"find {SOURCE} -mindepth 1 -maxdepth 1 -exec cp -a -t {WORKSPACE} {{}} +"
+COPY_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)

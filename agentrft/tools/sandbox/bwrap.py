@@ -54,13 +54,12 @@ from typing import Sequence
 
 from agentrft.graders.sandbox import DEFAULT_UIDS, LaunchingSandbox
 from agentrft.graders.sandbox_procs import UID_POOL, kill_uid
-from agentrft.tools.sandbox.base import (WORKSPACE, ExecResult, Sandbox, SandboxBackend,
-                                         SandboxError, WorkspaceLimits)
+from agentrft.tools.sandbox.base import (COPY_SOURCE, COPY_TIMEOUT_S, SOURCE, WORKSPACE,
+                                         ExecResult, Sandbox, SandboxBackend, SandboxError,
+                                         WorkspaceLimits)
 
-SOURCE = "/.source"  # where the source directory is bound read-only inside
 SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 START_TIMEOUT_S = 30.0
-COPY_TIMEOUT_S = 120.0
 ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp",
        "TMPDIR": "/tmp", "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1",
        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -178,7 +177,7 @@ class BwrapSandbox(Sandbox):
         self._exec = _Exec(self.backend.nsenter, int(info["child-pid"]))
         if source is not None:
             copy = await self.exec(
-                ["/bin/sh", "-c", f'find {SOURCE} -mindepth 1 -maxdepth 1 -exec cp -a -t {WORKSPACE} {{}} +'],
+                ["/bin/sh", "-c", COPY_SOURCE],
                 limits=self.limits.with_(wall_seconds=COPY_TIMEOUT_S, cpu_seconds=int(COPY_TIMEOUT_S)))
             if copy.exit_code != 0:
                 raise SandboxError(f"cannot copy {source!r} into the workspace (exit "

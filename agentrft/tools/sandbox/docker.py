@@ -32,11 +32,9 @@ from dataclasses import replace
 from typing import Sequence
 
 from agentrft.graders.sandbox_procs import supervise
-from agentrft.tools.sandbox.base import (WORKSPACE, ExecResult, Sandbox, SandboxBackend,
-                                         SandboxError, WorkspaceLimits)
-
-SOURCE = "/.source"
-COPY_TIMEOUT_S = 120.0
+from agentrft.tools.sandbox.base import (COPY_SOURCE, COPY_TIMEOUT_S, SOURCE, WORKSPACE,
+                                         ExecResult, Sandbox, SandboxBackend, SandboxError,
+                                         WorkspaceLimits)
 
 
 class DockerBackend(SandboxBackend):
@@ -93,7 +91,7 @@ class DockerBackend(SandboxBackend):
         try:
             if source is not None:
                 copy = await sandbox.exec(
-                    ["sh", "-c", f"find {SOURCE} -mindepth 1 -maxdepth 1 -exec cp -a -t {WORKSPACE} {{}} +"],
+                    ["sh", "-c", COPY_SOURCE],
                     limits=limits.with_(wall_seconds=COPY_TIMEOUT_S))
                 if copy.exit_code != 0:
                     raise SandboxError(f"cannot copy {source!r} into the workspace: "
