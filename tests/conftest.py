@@ -43,3 +43,13 @@ def tiny_model_dir(tmp_path_factory, tokenizer):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty job store in a temp folder."""
+    from agentrft.jobs.store import JobStore
+
+    s = JobStore(tmp_path / "data")
+    yield s
+    s.close()

@@ -11,19 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agentrft.analysis.traces import RolloutIndex, quartiles, tool_call_distribution
-from agentrft.jobs.store import JobStore
 from agentrft.server import create_app
 from agentrft.server.middleware import SESSION_COOKIE
 from tests.dashboard_fixtures import synthesize_job
 
 KEY = "sk-dash"
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = JobStore(tmp_path / "data")
-    yield s
-    s.close()
 
 
 @pytest.fixture

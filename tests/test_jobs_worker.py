@@ -6,20 +6,12 @@ import os
 import pytest
 
 from agentrft.jobs import service
-from agentrft.jobs.store import JobStore
 from agentrft.jobs.worker import claim_next, run_job
 from examples.lookup import task
 
 
 def jsonl(rows):
     return "".join(json.dumps(r) + "\n" for r in rows).encode()
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = JobStore(tmp_path / "data")
-    yield s
-    s.close()
 
 
 def body(store, model, *, max_steps=2, train=None):

@@ -9,7 +9,6 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from agentrft.jobs.store import JobStore
 from agentrft.server import create_app
 from examples.lookup.task import make_rows
 
@@ -51,13 +50,6 @@ def assert_error(response, status: int, type_: str | None = None) -> dict:
         assert err["type"] == type_
     assert "Traceback" not in response.text
     return err
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = JobStore(tmp_path / "data")
-    yield s
-    s.close()
 
 
 @pytest.fixture
