@@ -34,6 +34,22 @@ class NotFound(AgentRFTError):
     """No such file, job or checkpoint."""
 
 
+def get_job(store: JobStore, job_id: str) -> dict[str, Any]:
+    """The job object; NotFound when there is no such job."""
+    job = store.get_job(job_id)
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
+
+
+def get_file(store: JobStore, file_id: str) -> dict[str, Any]:
+    """The file record; NotFound when there is no such file."""
+    record = store.get_file(file_id)
+    if record is None:
+        raise NotFound(f"no file with id {file_id!r}")
+    return record
+
+
 def spec_from_body(store: JobStore, body: dict[str, Any]) -> JobSpec:
     """The create body as a JobSpec whose files are local paths. Raises SpecError (the body is
     malformed: a 400) or NotFound (a file id that does not exist)."""

@@ -147,10 +147,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     scrub = path_scrubber(store)  # job errors and events name files by their local paths
 
     def job_or_404(job_id: str) -> dict[str, Any]:
-        job = store.get_job(job_id)
-        if job is None:
-            raise service.NotFound(f"no job with id {job_id!r}")
-        return scrub(job)
+        return scrub(service.get_job(store, job_id))
 
     # --- files -----------------------------------------------------------------------------
 
@@ -167,10 +164,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
 
     @api.get("/files/{file_id}")
     def get_file(file_id: str) -> dict[str, Any]:
-        record = store.get_file(file_id)
-        if record is None:
-            raise service.NotFound(f"no file with id {file_id!r}")
-        return public_file(record)
+        return public_file(service.get_file(store, file_id))
 
     # --- jobs ------------------------------------------------------------------------------
 

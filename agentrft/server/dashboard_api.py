@@ -42,7 +42,7 @@ from agentrft.analysis.compare import EvalRun, compare, rows_of
 from agentrft.analysis.report import build_summary
 from agentrft.analysis.traces import (PHASES, MetricsFile, RolloutIndex, StepInfo,
                                       tool_call_distribution)
-from agentrft.jobs.service import NotFound
+from agentrft.jobs.service import NotFound, get_job
 from agentrft.jobs.store import JobStore
 from agentrft.server.dashboard_runs import RunDirs
 from agentrft.server.errors import APIError
@@ -122,10 +122,7 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
     def job_or_404(job_id: str) -> dict[str, Any]:
         if (path := run_path(job_id)) is not None:
             return run_dirs.job_object(job_id, path)
-        job = store.get_job(job_id)
-        if job is None:
-            raise NotFound(f"no job with id {job_id!r}")
-        return job
+        return get_job(store, job_id)
 
     def run_of(job_id: str) -> RunView:
         job_or_404(job_id)
