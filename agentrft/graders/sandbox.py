@@ -176,6 +176,9 @@ class LaunchingSandbox(Sandbox):
     # Without a pid namespace, processes forked by the command may outlive it holding our pipes:
     # kill them (by uid) as soon as it exits, not only after the output is read.
     _sweep_on_exit = True
+    # The launcher runs under a wrapper (bwrap, nsenter) that exits with 128 + N when the
+    # command was killed by signal N.
+    _wrapped = False
     launcher_python = sys.executable  # runs _LAUNCHER; must be reachable inside the sandbox
 
     def __init__(self, uids: range | None = DEFAULT_UIDS):
@@ -195,6 +198,8 @@ class LaunchingSandbox(Sandbox):
 
     def _exit_code(self, code: int | None) -> int | None:
         """The command's exit status as Popen reports it (negative: killed by that signal)."""
+        if self._wrapped and code is not None and 128 < code < 128 + 65:
+            return 128 - code
         return code
 
     def _cleanup(self, cwd: str | None) -> None:
@@ -270,6 +275,7 @@ class LaunchingSandbox(Sandbox):
 class BwrapSandbox(LaunchingSandbox):
     name, isolates_network = "bwrap", True
     _sweep_on_exit = False  # its pid namespace dies with it
+    _wrapped = True
 
     def __init__(self, bwrap: str = "bwrap", uids: range | None = DEFAULT_UIDS):
         super().__init__(uids)
@@ -292,10 +298,6 @@ class BwrapSandbox(LaunchingSandbox):
         args += list(_unmask_interpreter())
         launcher = self._launcher(argv, limits, uid, status_fd)
         return [*args, "--", *launcher], {**_ENV, "HOME": "/tmp", "TMPDIR": "/tmp"}, None
-
-    def _exit_code(self, code):
-        # bwrap exits with 128 + N when the command was killed by signal N
-        return 128 - code if code is not None and 128 < code < 128 + 65 else code
 
 
 class SubprocessSandbox(LaunchingSandbox):

@@ -128,6 +128,7 @@ class _Exec(LaunchingSandbox):
 
     name, isolates_network = "bwrap-workspace", True
     _sweep_on_exit = False  # other commands of the same sandbox may be running; see exec()
+    _wrapped = True  # nsenter
     launcher_python = os.path.realpath(sys.executable)
 
     def __init__(self, nsenter: str, holder_pid: int):
@@ -137,10 +138,6 @@ class _Exec(LaunchingSandbox):
     def _command(self, argv, limits, uid, status_fd):
         enter = [self.nsenter, "-t", str(self.holder_pid), "-m", "-p", "-n", "-i", "-u", "-w", "--"]
         return [*enter, *self._launcher(argv, limits, uid, status_fd)], dict(ENV), None
-
-    def _exit_code(self, code):
-        # nsenter exits with 128 + N when the command was killed by signal N
-        return 128 - code if code is not None and 128 < code < 128 + 65 else code
 
 
 class BwrapSandbox(Sandbox):
