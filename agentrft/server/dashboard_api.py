@@ -126,6 +126,10 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
 
     def run_of(job_id: str) -> RunView:
         job_or_404(job_id)
+        return view_of(job_id)
+
+    def view_of(job_id: str) -> RunView:
+        """The (cached, refreshed) view of a job known to exist."""
         with runs_lock:
             view = runs.get(job_id)
             if view is None:
@@ -218,8 +222,8 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
 
     @api.get("/jobs/{job_id}")
     def job(job_id: str) -> dict[str, Any]:
-        view = run_of(job_id)
         job = job_or_404(job_id)
+        view = view_of(job_id)
         if (path := run_path(job_id)) is not None:
             events = run_dirs.events(path, limit=EVENTS_SHOWN)
             for e in events:
