@@ -21,6 +21,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(port: int, proc: subprocess.Popen, *, timeout_s: float) -> bool:
+    """Poll `GET /health` on loopback until it answers 200 (True), or `proc` exits or the
+    time runs out (False)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return False
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def train_tiny(tmp_path: Path, model_dir: Path, *, finetune: str = "lora", max_steps: int = 1,
                lr_multiplier: float = 50.0) -> Path:
     """Train the tiny model for `max_steps` on the lookup task; returns the last checkpoint.
@@ -46,25 +68,15 @@ class ServeProcess:
             [sys.executable, "-m", "agentrft.cli", "serve", model, "--port", str(self.port), *extra],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(self.log, "w"))
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agentrft serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        if wait_healthy(self.port, self.proc, timeout_s=90):
+            return
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"agentrft serve exited: {self.log.read_text()[-2000:]}")
         self.stop()
         raise RuntimeError(f"agentrft serve did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def overfit(base_dir: Path, out_dir: Path, examples: list[tuple[list[int], list[int]]], *,

@@ -4,27 +4,19 @@ checkpoints, pause/resume/cancel, and recovery after the worker is SIGKILLed mid
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from openai import OpenAI
 
 from examples.lookup import task
+from tests.serving_fixtures import ROOT, free_port, stop_process, wait_healthy
 
 KEY = "sk-test-agentrft"
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -36,22 +28,13 @@ class Server:
              "--data-dir", str(data_dir), "--api-key", KEY],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(data_dir / f"server-{port}-{time.time()}.log", "w"))
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        if wait_healthy(port, self.proc, timeout_s=60):
+            return
         self.stop()
         raise RuntimeError("server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def wait_for(client: OpenAI, job_id: str, statuses, timeout=240):
