@@ -292,11 +292,11 @@ def list_server_tools(name: str, config: McpConfig) -> list[McpTool]:
     thread = threading.Thread(target=run, name=f"mcp-list-{name}")
     thread.start()
     thread.join()
-    if "error" in result:
-        raise ToolUnreachable(redact(
-            f"MCP server {name!r} ({McpServer(name, config).where}) could not list its tools: "
-            f"{_describe(result['error'])}", secrets_of(config.headers) + secrets_of(config.env)))
     server = McpServer(name, config)
+    if "error" in result:
+        raise ToolUnreachable(server._redact(
+            f"MCP server {name!r} ({server.where}) could not list its tools: "
+            f"{_describe(result['error'])}"))
     listed = {t.name: t for t in result["tools"]}
     wanted = config.tools if config.tools is not None else list(listed)
     missing = [t for t in wanted if t not in listed]
