@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agentrft.analysis.traces import read_jsonl
+
 TOL = 1e-9
 QUADRANTS = ("better_fewer", "better_more", "worse_fewer", "worse_more", "unchanged")
 MALFORMED = "(malformed)"  # the rollout loop's name for a call it could not parse
@@ -191,18 +193,6 @@ class EvalRun:
 # ---------------------------------------------------------------- loading
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash
-    return out
-
-
 def _rollouts_file(path: Path) -> Path:
     return path if path.is_file() else path / "rollouts.jsonl"
 
@@ -212,7 +202,7 @@ def _eval_records(path: Path) -> list[dict[str, Any]]:
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no rollouts.jsonl")
     # lines written by hand may omit `phase`; evaluate and the trainer always write it
-    return [r for r in _read_jsonl(file) if r.get("phase", "eval") == "eval"]
+    return [r for r in read_jsonl(file) if r.get("phase", "eval") == "eval"]
 
 
 def eval_steps(path: str | Path) -> list[int]:
@@ -223,7 +213,7 @@ def eval_steps(path: str | Path) -> list[int]:
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """metrics.jsonl of a training run dir (one record per step; step 0 = baseline eval)."""
     path = Path(run_dir) / "metrics.jsonl"
-    return _read_jsonl(path) if path.is_file() else []
+    return read_jsonl(path) if path.is_file() else []
 
 
 def rows_of(records: list[dict[str, Any]]) -> dict[int, RowEval]:

@@ -273,6 +273,23 @@ def answer_chars_mean(index: RolloutIndex, step: int, phase: str = "train") -> f
 # --- metrics.jsonl, cached by file identity -------------------------------------------------
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, in order; blank lines, lines torn by a crash and
+    lines that are not objects are skipped. [] when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_bytes().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
 class MetricsFile:
     """metrics.jsonl of a run dir, re-read only when it changed (it is small: a line a step)."""
 
@@ -290,13 +307,6 @@ class MetricsFile:
                 return []
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
             if key != self._key:
-                records = []
-                for line in self.path.read_bytes().splitlines():
-                    try:
-                        rec = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(rec, dict) and isinstance(rec.get("step"), int):
-                        records.append(rec)
+                records = [r for r in read_jsonl(self.path) if isinstance(r.get("step"), int)]
                 self._records, self._key = records, key
             return list(self._records)

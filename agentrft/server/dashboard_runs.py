@@ -18,24 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agentrft.analysis.traces import read_jsonl
+
 PREFIX, SEP = "run:", ":"
 MAX_DEPTH = 3
 RUNNING_WINDOW_S = 120  # a run whose files changed this recently counts as running
 MARKERS = ("metrics.jsonl", "rollouts.jsonl")
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_bytes().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
 
 
 class RunDirs:
@@ -89,7 +77,7 @@ class RunDirs:
         stamps = [(path / m).stat().st_mtime for m in MARKERS if (path / m).is_file()]
         last = max(stamps)
         finished = summary or any(str(e.get("message", "")).startswith("finished ")
-                                  for e in _read_jsonl(path / "events.jsonl"))
+                                  for e in read_jsonl(path / "events.jsonl"))
         status = ("succeeded" if finished else
                   "running" if time.time() - last < RUNNING_WINDOW_S else "stopped")
         return {"id": run_id, "object": "run", "status": status,
@@ -99,7 +87,7 @@ class RunDirs:
 
     def events(self, path: Path, *, limit: int) -> list[dict[str, Any]]:
         """Newest first, shaped like the store's events."""
-        events = _read_jsonl(path / "events.jsonl")[::-1][:limit]
+        events = read_jsonl(path / "events.jsonl")[::-1][:limit]
         return [{"id": f"event-{i}", "object": "fine_tuning.job.event",
                  "created_at": e.get("created_at"), "level": e.get("level", "info"),
                  "type": e.get("type", "message"), "message": str(e.get("message", "")),
