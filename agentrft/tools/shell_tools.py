@@ -222,7 +222,7 @@ class ReadFileTool(_SandboxTool):
                 raise ValueError(f"{key} must be an integer >= 1")
         if start is not None and end is not None and end < start:
             raise ValueError("end_line is before start_line")
-        return ["/bin/sh", "-c", _READ_FILE, "read_file", os.path.normpath(path) if path else path,
+        return ["/bin/sh", "-c", _READ_FILE, "read_file", os.path.normpath(path),
                 str(start or 1), str(end) if end is not None else "$"]
 
 
