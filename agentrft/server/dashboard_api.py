@@ -107,6 +107,17 @@ def _question(record: dict[str, Any]) -> str:
     return text if len(text) <= QUESTION_CHARS else text[:QUESTION_CHARS] + "…"
 
 
+def _job_row(job: dict[str, Any], latest: dict[str, Any],
+             warnings: list[dict[str, Any]]) -> dict[str, Any]:
+    """A job (or run dir) in the jobs list: its status, progress and newest warning."""
+    return {**{k: job[k] for k in ("id", "status", "model", "suffix", "created_at",
+                                   "finished_at", "fine_tuned_model")},
+            "step": latest.get("step"), "total_steps": latest.get("total_steps"),
+            "train_reward_mean": latest.get("train_reward_mean"),
+            "valid_reward_mean": latest.get("valid_reward_mean"),
+            "warning": warnings[0]["message"] if warnings else None, "error": job["error"]}
+
+
 def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
                       session_secret: bytes, key_ok, run_root: Path | None = None) -> None:
     """Add the dashboard's routes to `app`. `key_ok(key)` says whether an API key is valid;
@@ -193,31 +204,15 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
     @api.get("/jobs")
     def jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         data, has_more = store.list_jobs(limit=limit)
-        out = []
-        for j in data:
-            latest = store.latest_metrics(j["id"]) or {}
-            warnings = store.events_of_type(j["id"], "warning", limit=1)
-            out.append({
-                "id": j["id"], "status": j["status"], "model": j["model"],
-                "suffix": j["suffix"], "created_at": j["created_at"],
-                "finished_at": j["finished_at"], "fine_tuned_model": j["fine_tuned_model"],
-                "step": latest.get("step"), "total_steps": latest.get("total_steps"),
-                "train_reward_mean": latest.get("train_reward_mean"),
-                "valid_reward_mean": latest.get("valid_reward_mean"),
-                "warning": warnings[0]["message"] if warnings else None,
-                "error": j["error"]})
+        out = [_job_row(j, store.latest_metrics(j["id"]) or {},
+                        store.events_of_type(j["id"], "warning", limit=1))
+               for j in data]
         for run_id in run_dirs.ids() if run_dirs is not None else []:
             path = run_dirs.path(run_id)
-            j = run_dirs.job_object(run_id, path)
             metrics = MetricsFile(path / "metrics.jsonl").read()
-            latest = metrics[-1] if metrics else {}
-            warnings = run_dirs.warnings(path)
-            out.append({**{k: j[k] for k in ("id", "status", "model", "suffix", "created_at",
-                                             "finished_at", "fine_tuned_model", "error")},
-                        "step": latest.get("step"), "total_steps": None,
-                        "train_reward_mean": latest.get("train_reward_mean"),
-                        "valid_reward_mean": latest.get("valid_reward_mean"),
-                        "warning": warnings[0]["message"] if warnings else None})
+            out.append(_job_row(run_dirs.job_object(run_id, path),
+                                {**(metrics[-1] if metrics else {}), "total_steps": None},
+                                run_dirs.warnings(path)))
         return {"object": "list", "data": out, "has_more": has_more}
 
     @api.get("/jobs/{job_id}")
