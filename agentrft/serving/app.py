@@ -97,7 +97,7 @@ class Serving:
 
     # --- chat --------------------------------------------------------------------------------
 
-    def _chat_prompt(self, req: ChatRequest) -> tuple[list[int], list[dict], set[str]]:
+    def _chat_prompt(self, req: ChatRequest) -> tuple[list[int], set[str]]:
         messages = [_message(m, i) for i, m in enumerate(req.messages)]
         tools = [_tool(t, i) for i, t in enumerate(req.tools or [])]
         offered = [] if req.tool_choice == "none" else tools
@@ -106,7 +106,7 @@ class Serving:
         except Exception as e:  # noqa: BLE001 - the template rejected these messages
             raise APIError(400, f"the chat template cannot render these messages: "
                                 f"{type(e).__name__}: {e}", param="messages") from None
-        return prompt, offered, {t["function"]["name"] for t in offered}
+        return prompt, {t["function"]["name"] for t in offered}
 
     def _logprobs_content(self, ids: list[int], logps: list[float], top, as_ids: bool) -> list[dict]:
         out = []
@@ -134,7 +134,7 @@ class Serving:
 
     async def chat(self, req: ChatRequest):
         adapter = self._adapter(req.model)
-        prompt, _, known = self._chat_prompt(req)
+        prompt, known = self._chat_prompt(req)
         params = self._params(req, len(prompt), req.new_tokens, DEFAULT_CHAT_TOKENS)
         top_k = req.top_logprobs or 0 if req.logprobs else 0
         if req.stream:
@@ -190,8 +190,7 @@ class Serving:
                 ids[b].append(toks[b])
                 if toks[b] in stop:
                     finish[b] = "stop"
-                visible = _visible(self._text(ids[b], req.skip_special_tokens), bool(known),
-                                   final=False)
+                visible = _visible(self._text(ids[b], req.skip_special_tokens), bool(known))
                 delta = visible[len(sent[b]):] if visible.startswith(sent[b]) else ""
                 sent[b] += delta
                 choice: dict[str, Any] = {"index": b, "delta": {"content": delta} if delta else {},
@@ -300,7 +299,7 @@ class Serving:
                     continue
                 ids[b].append(toks[b])
                 done[b] = toks[b] in stop
-                text = _visible(self._text(ids[b], req.skip_special_tokens), False, final=False)
+                text = _visible(self._text(ids[b], req.skip_special_tokens), False)
                 delta = text[len(sent[b]):] if text.startswith(sent[b]) else ""
                 sent[b] += delta
                 choice: dict[str, Any] = {"index": b, "text": delta, "logprobs": None,
@@ -342,19 +341,17 @@ class Serving:
                 "max_model_len": self.host.max_context}
 
 
-def _visible(text: str, tools: bool, *, final: bool) -> str:
+def _visible(text: str, tools: bool) -> str:
     """What of a row's text may be streamed now: never half a UTF-8 character, and with tools
     on, nothing from `<tool_call>` on nor a tail that might be its start."""
-    if not final:
-        text = text.rstrip("\ufffd")
+    text = text.rstrip("\ufffd")
     if tools:
         at = text.find(OPEN)
         if at >= 0:
             return text[:at]
-        if not final:
-            for cut in range(min(len(OPEN) - 1, len(text)), 0, -1):
-                if OPEN.startswith(text[-cut:]):
-                    return text[:-cut]
+        for cut in range(min(len(OPEN) - 1, len(text)), 0, -1):
+            if OPEN.startswith(text[-cut:]):
+                return text[:-cut]
     return text
 
 
