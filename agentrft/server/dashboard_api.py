@@ -220,23 +220,22 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
         job = job_or_404(job_id)
         view = view_of(job_id)
         if (path := run_path(job_id)) is not None:
+            total_steps = None
             events = run_dirs.events(path, limit=EVENTS_SHOWN)
-            for e in events:
-                e.pop("data", None)
-            return {"job": job, "total_steps": None, "metrics": view.metrics.read(),
-                    "tool_calls": view.distribution(), "checkpoints": run_dirs.checkpoints(path),
-                    "events": events, "warnings": run_dirs.warnings(path)}
-        latest = store.latest_metrics(job_id) or {}
-        events, _ = store.list_events(job_id, limit=EVENTS_SHOWN)
+            checkpoints = run_dirs.checkpoints(path)
+            warnings = run_dirs.warnings(path)
+        else:
+            total_steps = (store.latest_metrics(job_id) or {}).get("total_steps")
+            events, _ = store.list_events(job_id, limit=EVENTS_SHOWN)
+            checkpoints = [{"step": r["step"], "model_name": r["model_name"],
+                            "created_at": r["created_at"], "metrics": json.loads(r["metrics"])}
+                           for r in store.checkpoint_rows(job_id)]
+            warnings = store.events_of_type(job_id, "warning")
         for e in events:  # the log shows messages; metrics are in `metrics`, warnings below
             e.pop("data", None)
-        checkpoints = [{"step": r["step"], "model_name": r["model_name"],
-                        "created_at": r["created_at"], "metrics": json.loads(r["metrics"])}
-                       for r in store.checkpoint_rows(job_id)]
-        return {"job": job, "total_steps": latest.get("total_steps"),
-                "metrics": view.metrics.read(), "tool_calls": view.distribution(),
-                "checkpoints": checkpoints, "events": events,
-                "warnings": store.events_of_type(job_id, "warning")}
+        return {"job": job, "total_steps": total_steps, "metrics": view.metrics.read(),
+                "tool_calls": view.distribution(), "checkpoints": checkpoints,
+                "events": events, "warnings": warnings}
 
     @api.get("/jobs/{job_id}/steps")
     def steps(job_id: str) -> dict[str, Any]:
