@@ -151,13 +151,19 @@ class JobStore:
         return None if row is None else self._job_object(row)
 
     def list_jobs(self, *, after: str | None = None, limit: int = 20,
-                  metadata: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], bool]:
-        """Newest first; `after` is a job id (the page continues past it)."""
-        query, args = "SELECT * FROM jobs", []
+                  metadata: dict[str, str] | None = None, status: str | None = None
+                  ) -> tuple[list[dict[str, Any]], bool]:
+        """Newest first; `after` is a job id (the page continues past it); `status` keeps the
+        jobs in that status only."""
+        where, args = [], []
         if after:
             row = self.job_row(after)
-            query += " WHERE seq < ?"
+            where.append("seq < ?")
             args.append(row["seq"] if row is not None else -1)
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        query = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
         query += " ORDER BY seq DESC"
         rows = [r for r in self.db.execute(query, args)
                 if not metadata or all((json.loads(r["metadata"] or "{}")).get(k) == v

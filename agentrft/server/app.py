@@ -123,8 +123,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # jobs a stopped server left in validating_files would otherwise wait forever
-        stuck = [j["id"] for j in store.list_jobs(limit=10**9)[0]
-                 if j["status"] == "validating_files"]
+        stuck = [j["id"] for j in store.list_jobs(limit=10**9, status="validating_files")[0]]
         if stuck:
             log.info("validating the files of %d job(s) left in validating_files", len(stuck))
             revalidate = lambda: [validate_job_files(store, job_id) for job_id in stuck]  # noqa: E731
@@ -243,10 +242,10 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     def models() -> list[dict[str, Any]]:
         out = [{"id": name, "object": "model", "created": 0, "owned_by": "agentrft"}
                for name in BUNDLED]
-        jobs, _ = store.list_jobs(limit=10**9)
+        jobs, _ = store.list_jobs(limit=10**9, status="succeeded")
         out += [{"id": j["fine_tuned_model"], "object": "model",
                  "created": j["finished_at"] or j["created_at"], "owned_by": j["organization_id"]}
-                for j in jobs if j["status"] == "succeeded" and j["fine_tuned_model"]]
+                for j in jobs if j["fine_tuned_model"]]
         return out
 
     @api.get("/models")
