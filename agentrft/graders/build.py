@@ -14,6 +14,8 @@ error naming `grader.refrence`, not a silently ignored key that scores everythin
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Callable
 
 from agentrft.errors import SpecError
@@ -75,6 +77,20 @@ def check_fields(config: dict[str, Any], *, required: tuple[str, ...],
         if not isinstance(value, str):
             raise SpecError(f"expected a string, got {type(value).__name__}", field=f"grader.{key}")
     return fields
+
+
+def optional_number(config: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
+    """`config[key]` as a float (None when absent or null); SpecError unless a finite number
+    (a bool is not one), or unless greater than 0 with `positive`."""
+    if config.get(key) is None:
+        return None
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(float(value)):
+        raise SpecError(f"expected a number, got {value!r}", field=f"grader.{key}")
+    if positive and value <= 0:
+        raise SpecError(f"must be greater than 0, got {value}", field=f"grader.{key}")
+    return float(value)
 
 
 def _build_string_check(config: dict[str, Any]) -> Grader:

@@ -49,6 +49,7 @@ import httpx
 from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
+from agentrft.graders.build import optional_number
 
 MAX_REPLY_BYTES = 1_000_000  # a score reply is tiny; more than this is not a score
 PREVIEW_CHARS = 200  # how much of an unusable reply goes into the error text
@@ -225,26 +226,14 @@ def build_endpoint_grader(config: dict[str, Any]) -> EndpointGrader:
             # The value itself is not echoed: it may be a secret.
             raise SpecError(f"expected a string, got {type(v).__name__}",
                             field=f"grader.headers.{k}")
-    rate_limit = _number(config, "rate_limit", positive=True)
-    timeout_s = _number(config, "timeout_s", positive=True)
-    pass_threshold = _number(config, "pass_threshold")
+    rate_limit = optional_number(config, "rate_limit", positive=True)
+    timeout_s = optional_number(config, "timeout_s", positive=True)
+    pass_threshold = optional_number(config, "pass_threshold")
     if pass_threshold is not None and not 0.0 <= pass_threshold <= 1.0:
         raise SpecError(f"must be in [0, 1], got {pass_threshold}", field="grader.pass_threshold")
     return EndpointGrader(config["name"], config["url"], headers=headers, rate_limit=rate_limit,
                           pass_threshold=pass_threshold,
                           timeout_s=600.0 if timeout_s is None else timeout_s)
-
-
-def _number(config: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
-    if config.get(key) is None:
-        return None
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(float(value)):
-        raise SpecError(f"expected a number, got {value!r}", field=f"grader.{key}")
-    if positive and value <= 0:
-        raise SpecError(f"must be greater than 0, got {value}", field=f"grader.{key}")
-    return float(value)
 
 
 def _parse_url(url: str) -> httpx.URL:

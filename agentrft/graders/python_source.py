@@ -148,17 +148,12 @@ class PythonSourceGrader(Grader):
 
 def from_config(config: dict[str, Any]) -> PythonSourceGrader:
     """`{"type": "python", "name", "source", "pass_threshold"?, "image_tag"?}` → grader."""
-    from agentrft.graders.build import check_fields  # build registers this factory: no cycle
+    from agentrft.graders.build import check_fields, optional_number  # build imports us lazily
 
     strings = {k: v for k, v in config.items() if k != "pass_threshold"}
     fields = check_fields(strings, required=("name", "source"), optional=("image_tag",))
-    threshold = config.get("pass_threshold")
-    if threshold is not None and (isinstance(threshold, bool)
-                                  or not isinstance(threshold, (int, float))
-                                  or not math.isfinite(threshold)):
-        raise SpecError(f"expected a number, got {threshold!r}", field="grader.pass_threshold")
     return PythonSourceGrader(name=fields["name"], source=fields["source"],
-                              pass_threshold=None if threshold is None else float(threshold),
+                              pass_threshold=optional_number(config, "pass_threshold"),
                               image_tag=fields.get("image_tag"))
 
 
