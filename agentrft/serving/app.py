@@ -91,9 +91,8 @@ class Serving:
              adapter: str | None) -> list[list[tuple[int, float]]]:
         if not k:
             return [[] for _ in c.token_ids]
-        scored = self.host.score(prompt, c.token_ids, temperature=temperature, top_k=k,
-                                 adapter=adapter)
-        return [s.top for s in scored]
+        return self.host.top_logprobs(prompt, c.token_ids, temperature=temperature, top_k=k,
+                                      adapter=adapter)
 
     # --- chat --------------------------------------------------------------------------------
 
@@ -111,12 +110,14 @@ class Serving:
     def _logprobs_content(self, ids: list[int], logps: list[float], top, as_ids: bool) -> list[dict]:
         out = []
         for t, lp, alts in zip(ids, logps, top):
-            token = self._token_str(t, as_ids)
-            out.append({"token": token, "logprob": lp, "bytes": list(token.encode()),
-                        "top_logprobs": [{"token": self._token_str(a, as_ids), "logprob": v,
-                                          "bytes": list(self._token_str(a, as_ids).encode())}
-                                         for a, v in alts]})
+            entry = self._logprob_entry(t, lp, as_ids)
+            entry["top_logprobs"] = [self._logprob_entry(a, v, as_ids) for a, v in alts]
+            out.append(entry)
         return out
+
+    def _logprob_entry(self, token_id: int, logprob: float, as_ids: bool) -> dict:
+        token = self._token_str(token_id, as_ids)
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
 
     def _message_of(self, c: Completion, known: set[str], skip_special: bool) -> tuple[dict, str]:
         text = self._text(c.token_ids, True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -29,7 +28,7 @@ from agentrft.errors import AgentRFTError
 from agentrft.models.chat import ChatRenderer
 from agentrft.models.export import merged_model
 from agentrft.models.loading import load_tokenizer
-from agentrft.serving.stream import stream_tokens
+from agentrft.serving.stream import stream_tokens, top_logprobs
 
 
 class UnknownModel(AgentRFTError):
@@ -42,12 +41,6 @@ class AdapterError(AgentRFTError):
     def __init__(self, message: str, *, missing: bool = False):
         super().__init__(message)
         self.missing = missing
-
-
-@dataclass(frozen=True)
-class ScoredToken:
-    logprob: float
-    top: list[tuple[int, float]]  # the k most likely tokens and their log-probs
 
 
 class ModelHost:
@@ -149,8 +142,8 @@ class ModelHost:
 
     def stream(self, prompt: list[int], n: int, params: SamplingParams, *, adapter: str | None,
                seed: int | None, top_k: int = 0):
-        """Yield each decode step's (tokens (n,), logprobs (n,), top (n × k), done (n,)) while
-        holding the model; closing the generator (a client that went away) releases it."""
+        """Yield each decode step's (tokens (n,), logprobs (n,), top (n × k)) while holding
+        the model; closing the generator (a client that went away) releases it."""
         with self.lock, self._using(adapter):
             if seed is not None:
                 self.engine.generator.manual_seed(seed)
@@ -158,19 +151,14 @@ class ModelHost:
                                      pad_token_id=self.tokenizer.pad_token_id, top_k=top_k)
 
     @torch.no_grad()
-    def score(self, prompt: list[int], completion: list[int], *, temperature: float, top_k: int,
-              adapter: str | None) -> list[ScoredToken]:
-        """Log-probs of `completion` after `prompt` and the top-k alternatives at each position,
-        under logits / temperature as the engine samples (raw logits when greedy)."""
+    def top_logprobs(self, prompt: list[int], completion: list[int], *, temperature: float,
+                     top_k: int, adapter: str | None) -> list[list[tuple[int, float]]]:
+        """The top-k (token, log-prob) alternatives at each position of `completion` after
+        `prompt`, as `stream` reports them (the sampled tokens' own log-probs come with the
+        completion)."""
         if not completion:
             return []
         ids = torch.tensor([prompt + completion], device=self.device)
         with self.lock, self._using(adapter):
-            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float()  # (T, V)
-        if temperature > 0:
-            logits = logits / temperature
-        logp = torch.log_softmax(logits, -1)
-        chosen = logp.gather(-1, torch.tensor(completion, device=self.device)[:, None])[:, 0]
-        top_v, top_i = logp.topk(top_k, -1) if top_k else (logp[:, :0], logp[:, :0].long())
-        return [ScoredToken(float(chosen[t]), list(zip(top_i[t].tolist(), top_v[t].tolist())))
-                for t in range(len(completion))]
+            logits = self.model(input_ids=ids).logits[0, len(prompt) - 1:-1]  # (T, V)
+        return top_logprobs(logits, temperature, top_k)

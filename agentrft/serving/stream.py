@@ -16,6 +16,14 @@ from agentrft.engines.base import SamplingParams
 from agentrft.engines.transformers_engine import sample_next
 
 
+def top_logprobs(logits: torch.Tensor, temperature: float, k: int) -> list[list[tuple[int, float]]]:
+    """Per row of `logits` (rows, vocab): the k most likely (token, log-prob) pairs under
+    logits / temperature, as the engine samples (raw logits when greedy)."""
+    scaled = logits.float() / temperature if temperature > 0 else logits.float()
+    values, indices = torch.log_softmax(scaled, -1).topk(k, -1)
+    return [list(zip(i, v)) for i, v in zip(indices.tolist(), values.tolist())]
+
+
 @torch.no_grad()
 def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
                   generator: torch.Generator | None, pad_token_id: int, top_k: int = 0
@@ -39,12 +47,7 @@ def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
         for _ in range(params.max_new_tokens):
             tok, logp = sample_next(logits, params, generator)
             tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
-            top: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-            if top_k:
-                scaled = logits.float() / params.temperature if params.temperature > 0 \
-                    else logits.float()
-                values, indices = torch.log_softmax(scaled, -1).topk(top_k, -1)
-                top = [list(zip(indices[b].tolist(), values[b].tolist())) for b in range(n)]
+            top = top_logprobs(logits, params.temperature, top_k) if top_k else [[] for _ in range(n)]
             done |= torch.isin(tok, stop)
             yield tok.tolist(), logp.tolist(), top
             if bool(done.all()):
