@@ -38,23 +38,20 @@ import asyncio
 import datetime
 import json
 import platform
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples` lives at the repo root
 
-import httpx  # noqa: E402
 import torch  # noqa: E402
-import uvicorn  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse, Response  # noqa: E402
 
 from agentrft.engines.base import Completion, Engine, SamplingParams  # noqa: E402
 from agentrft.engines.transformers_engine import TransformersEngine  # noqa: E402
 from agentrft.graders.python_callable import PythonCallableGrader  # noqa: E402
+from agentrft.loopback import LoopbackServer  # noqa: E402
 from agentrft.models.chat import ChatRenderer  # noqa: E402
 from agentrft.models.loading import load_model, load_tokenizer  # noqa: E402
 from agentrft.rollout.batcher import BatchingSampler  # noqa: E402
@@ -142,33 +139,6 @@ def lookup_app() -> FastAPI:
     return app
 
 
-class LoopbackServer:
-    """uvicorn in a daemon thread on 127.0.0.1, the port bound before start (no race)."""
-
-    def __enter__(self) -> "LoopbackServer":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/lookup"
-        self.server = uvicorn.Server(uvicorn.Config(lookup_app(), log_level="warning",
-                                                    lifespan="off", timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # up once it answers (405: GET on a POST route)
-            try:
-                httpx.get(self.url, timeout=0.5, trust_env=False)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.01)
-        raise RuntimeError("loopback tool server did not start within 10 s")
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=3)
-
-
 # -- one measured run -------------------------------------------------------------------
 
 async def measure(label: str, tool: ToolClient, engine: TimedEngine, renderer: ChatRenderer,
@@ -252,8 +222,9 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     results = []
     for kind in args.tools.split(","):
         if kind == "http":
-            with LoopbackServer() as server:
-                results.append(await measure("http", HttpTool("lookup", server.url), engine,
+            # up once its POST-only route answers a GET (405)
+            with LoopbackServer(lookup_app(), health_path="/lookup", name="lookup server") as server:
+                results.append(await measure("http", HttpTool("lookup", server.url("lookup")), engine,
                                              renderer, rows, params, args.max_episode_steps))
         elif kind == "python":
             tool = PythonTool("lookup", "examples.lookup.task:lookup")

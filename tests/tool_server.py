@@ -29,16 +29,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-import httpx
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from agentrft.loopback import LoopbackServer
 
 Handler = Callable[[Any, Request], "dict | Response | Awaitable[dict | Response]"]
 
@@ -54,7 +53,7 @@ class RecordedRequest:
     finished_at: float | None = None  # set when the handler returns
 
 
-class LoopbackToolServer:
+class LoopbackToolServer(LoopbackServer):
     def __init__(self, lookup: dict[str, str] | None = None, slow_s: float = 0.3,
                  big_bytes: int = 1_100_000):
         self.lookup = dict(lookup or {})
@@ -68,53 +67,9 @@ class LoopbackToolServer:
             "/big": lambda body, req: {"output": "x" * self.big_bytes},
         }
         self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    def start(self) -> LoopbackToolServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"loopback-tool-server:{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # up once it answers a real request
-            try:
-                httpx.get(self.url("/_health"), timeout=0.5, trust_env=False)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.01)
-        self.stop()
-        raise RuntimeError("loopback tool server did not start within 10 s")
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=3)
-        if self._thread.is_alive():  # a handler still sleeping: stop waiting for it
-            self._server.force_exit = True
-            self._thread.join(timeout=3)
-        self._server = self._thread = None
-
-    def __enter__(self) -> LoopbackToolServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__(self._app(), health_path="/_health", name="loopback tool server")
 
     # -- helpers for tests -----------------------------------------------------------
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
 
     def add_handler(self, path: str, handler: Handler) -> None:
         self.handlers[path] = handler

@@ -36,19 +36,18 @@ import argparse
 import hmac
 import json
 import secrets
-import socket
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
-import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from agentrft.loopback import LoopbackServer
 
 MAX_BODY_BYTES = 1_000_000  # request cap (DESIGN.md)
 MAX_TOP_K = 10
@@ -342,8 +341,8 @@ class ToolServer:
         with ToolServer(corpus_dir, token="s3cret") as server:
             HttpTool("cat", server.url("cat"), headers=server.headers)
 
-    The port is bound before uvicorn starts (no race with another process taking it), and
-    `start()` returns once the server answers a real request. `token` defaults to a random one.
+    Runs on `agentrft.loopback.LoopbackServer` (port bound first, `start()` returns once it
+    answers). `token` defaults to a random one.
     `build_index=True` builds the search index in `start()`, so the first search of a run is
     not the one that waits for it (and a broken index fails the start, not a rollout).
     """
@@ -358,8 +357,7 @@ class ToolServer:
                               format_hits=format_hits)
         self.port = port
         self.build_index = build_index
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._runner: LoopbackServer | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -375,38 +373,15 @@ class ToolServer:
     def start(self) -> ToolServer:
         if self.build_index:
             self.app.state.tools.index  # noqa: B018 (the property builds it)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off",
-                                timeout_graceful_shutdown=1)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"finqa-tool-server:{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if not self._thread.is_alive():
-                break
-            try:
-                httpx.get(self.url("health"), timeout=0.5, trust_env=False)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.01)
-        self.stop()
-        sock.close()
-        raise RuntimeError("finqa tool server did not start within 10 s")
+        self._runner = LoopbackServer(self.app, port=self.port, health_path="/health",
+                                      name="finqa tool server").start()
+        self.port = self._runner.port
+        return self
 
     def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=3)
-        if self._thread.is_alive():  # a search still running: stop waiting for it
-            self._server.force_exit = True
-            self._thread.join(timeout=3)
-        self._server = self._thread = None
+        if self._runner is not None:
+            self._runner.stop()
+            self._runner = None
 
     def __enter__(self) -> ToolServer:
         return self.start()
