@@ -25,7 +25,6 @@ shape and the status of each domain error are in `errors.py`; the API key and bo
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import re
 import secrets
@@ -48,7 +47,7 @@ from agentrft.models.bundled import BUNDLED
 from agentrft.server.dashboard_api import install_dashboard
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
-from agentrft.server.middleware import GuardMiddleware
+from agentrft.server.middleware import GuardMiddleware, key_matches
 
 MiB = 2**20
 UPLOAD_PATH = "/v1/files"
@@ -265,10 +264,9 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    keys = [k for k in api_keys or [] if k]
+    keys = [k.encode() for k in api_keys or [] if k]
     install_dashboard(app, store, auth_required=bool(keys), session_secret=session_secret,
                       run_root=Path(run_root) if run_root is not None else None,
-                      key_ok=lambda key: any([hmac.compare_digest(key.encode(), k.encode())
-                                              for k in keys]))
+                      key_ok=lambda key: key_matches(key, keys))
 
     return app

@@ -44,6 +44,13 @@ def session_token(secret: bytes, key: str | bytes) -> str:
     return hmac.new(secret, raw, hashlib.sha256).hexdigest()
 
 
+def key_matches(key: str | bytes, keys: list[bytes]) -> bool:
+    """Whether `key` is one of `keys`. Compared with every key, so the time taken does not
+    say which one came close."""
+    raw = key.encode() if isinstance(key, str) else key
+    return any([hmac.compare_digest(raw, k) for k in keys])
+
+
 def _cookie(scope: Scope, name: str) -> bytes:
     for k, v in scope["headers"]:
         if k == b"cookie":
@@ -73,18 +80,12 @@ class GuardMiddleware:
         if not self.keys or not (dashboard or is_api_path(path)):
             return True
         if dashboard and (cookie := _cookie(scope, SESSION_COOKIE)):
-            return any([hmac.compare_digest(cookie, s) for s in self.sessions])
+            return key_matches(cookie, self.sessions)
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         scheme, _, token = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return False
-        token = token.strip()
-        # compare with every key so the time taken does not say which one came close
-        return any([hmac.compare_digest(token, key) for key in self.keys])
-
-    def key_ok(self, key: str) -> bool:
-        raw = key.encode()
-        return bool(self.keys) and any([hmac.compare_digest(raw, k) for k in self.keys])
+        return key_matches(token.strip(), self.keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
