@@ -15,15 +15,13 @@ def make_backend(kind: BackendName = "auto", *, image: str | None = None,
     from agentrft.tools.sandbox.bwrap import BwrapBackend
     from agentrft.tools.sandbox.docker import DockerBackend
 
+    if kind not in ("bwrap", "docker"):  # "auto"
+        bwrap_problem = BwrapBackend.available()
+        docker_problem = DockerBackend.available() if bwrap_problem else None
+        if bwrap_problem and docker_problem:
+            raise SandboxError(f"no sandbox backend can run here: bwrap: {bwrap_problem}; "
+                               f"docker: {docker_problem}")
+        kind = "docker" if bwrap_problem else "bwrap"
     if kind == "bwrap":
         return BwrapBackend(expose=expose)
-    if kind == "docker":
-        return DockerBackend(image=image) if image else DockerBackend()
-    bwrap_problem = BwrapBackend.available()
-    if bwrap_problem is None:
-        return BwrapBackend(expose=expose)
-    docker_problem = DockerBackend.available()
-    if docker_problem is None:
-        return DockerBackend(image=image) if image else DockerBackend()
-    raise SandboxError(f"no sandbox backend can run here: bwrap: {bwrap_problem}; "
-                       f"docker: {docker_problem}")
+    return DockerBackend(image=image) if image else DockerBackend()
