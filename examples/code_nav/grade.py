@@ -43,8 +43,8 @@ def f1(predicted, reference):
     return 2 * precision * recall / (precision + recall)
 
 
-def files_read(sample):
-    read = set()
+def _succeeded_calls(sample):
+    """(name, parsed arguments) of the rollout's tool calls that succeeded."""
     for call in sample.get("trajectory", {}).get("tool_calls", []):
         if call.get("is_error"):
             continue
@@ -52,9 +52,15 @@ def files_read(sample):
             args = json.loads(call.get("arguments") or "{}")
         except ValueError:
             continue
-        if call.get("name") == "read_file" and isinstance(args.get("path"), str):
+        yield call.get("name"), args
+
+
+def files_read(sample):
+    read = set()
+    for name, args in _succeeded_calls(sample):
+        if name == "read_file" and isinstance(args.get("path"), str):
             read.add(normalize(args["path"]))
-        elif call.get("name") == "shell" and _READERS.match(str(args.get("command", ""))):
+        elif name == "shell" and _READERS.match(str(args.get("command", ""))):
             read |= named_files(args["command"])
     return read
 
@@ -70,13 +76,8 @@ def grade_with_reads(sample, item):
 
 
 def searched(sample, item):
-    for call in sample.get("trajectory", {}).get("tool_calls", []):
-        if call.get("name") != "shell" or call.get("is_error"):
-            continue
-        try:
-            command = json.loads(call.get("arguments") or "{}").get("command", "")
-        except (ValueError, AttributeError):
-            continue
-        if re.search(rf"\b{re.escape(item['identifier'])}\b", str(command)):
+    for name, args in _succeeded_calls(sample):
+        if name == "shell" and isinstance(args, dict) and \
+                re.search(rf"\b{re.escape(item['identifier'])}\b", str(args.get("command", ""))):
             return 1.0
     return 0.0
