@@ -181,9 +181,10 @@ def _completion(choice: dict[str, Any], params: SamplingParams) -> Completion:
 
 def _message(resp: httpx.Response) -> str:
     try:
-        err = resp.json().get("error")
-        if isinstance(err, dict):
-            return str(err.get("message"))
-        return str(resp.json().get("message") or resp.text[:300])
+        body = resp.json()
     except ValueError:
         return resp.text[:300]
+    err = body.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message"))
+    return str(body.get("message") or resp.text[:300])
