@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 
 from agentrft.errors import AgentRFTError
-
-TERMINAL = ("succeeded", "failed", "cancelled")
+from agentrft.jobs.store import TERMINAL
 
 
 class ApiError(AgentRFTError):
