@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -159,30 +160,26 @@ def cmd_graders_validate(args) -> int:
     return 0
 
 
-def cmd_server(args) -> int:
-    import os
+def _api_keys(args) -> list[str]:
+    """--api-key values, and AGENTRFT_API_KEY when set."""
+    env = os.environ.get("AGENTRFT_API_KEY")
+    return [*args.api_key, *([env] if env else [])]
 
+
+def cmd_server(args) -> int:
     from agentrft.jobs.store import default_data_dir
     from agentrft.server.run import serve
 
-    keys = list(args.api_key)
-    if os.environ.get("AGENTRFT_API_KEY"):
-        keys.append(os.environ["AGENTRFT_API_KEY"])
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
-          else default_data_dir(), api_keys=keys, device=args.device, workers=args.workers,
+          else default_data_dir(), api_keys=_api_keys(args), device=args.device, workers=args.workers,
           runs=Path(args.runs) if args.runs else None)
     return 0
 
 
 def cmd_serve(args) -> int:
-    import os
-
     from agentrft.serving.run import serve_model
 
-    keys = list(args.api_key)
-    if os.environ.get("AGENTRFT_API_KEY"):
-        keys.append(os.environ["AGENTRFT_API_KEY"])
-    serve_model(args.model, host=args.host, port=args.port, api_keys=keys, device=args.device,
+    serve_model(args.model, host=args.host, port=args.port, api_keys=_api_keys(args), device=args.device,
                 served_model_name=args.served_model_name, seed=args.seed,
                 max_batch_size=args.max_batch_size, max_model_len=args.max_model_len)
     return 0
