@@ -22,10 +22,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agentrft.analysis.compare import EvalRun, compare, eval_steps, load_eval, read_metrics
+from agentrft.analysis.compare import (TOL, EvalRun, compare, eval_steps, load_eval,
+                                       read_metrics)
 from agentrft.analysis.report import format_summary_table, write_report
-
-TOL = 1e-9
 
 
 def readiness(run: EvalRun) -> dict[str, Any]:
