@@ -44,9 +44,9 @@ def export_model(ref: str, out_dir: str | Path, *, dtype: str = "float32",
                    "float16": torch.float16}.get(dtype)
     if torch_dtype is None:
         raise ModelLoadError(f"unknown dtype {dtype!r}: float32, bfloat16 or float16")
-    source = resolve_model_dir(ref)
-    model = merged_model(ref, dtype=torch_dtype)
-    tokenizer = load_tokenizer(ref)
+    source = resolve_model_dir(ref)  # once: an ft: name is a look-up in the jobs database
+    model = merged_model(str(source), dtype=torch_dtype)
+    tokenizer = load_tokenizer(str(source))
     # Written next to the target, then renamed: a crash never leaves a half export behind.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

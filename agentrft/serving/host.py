@@ -27,7 +27,7 @@ from agentrft.engines.transformers_engine import TransformersEngine
 from agentrft.errors import AgentRFTError
 from agentrft.models.chat import ChatRenderer
 from agentrft.models.export import merged_model
-from agentrft.models.loading import load_tokenizer
+from agentrft.models.loading import load_tokenizer, resolve_model_dir
 from agentrft.serving.stream import stream_tokens, top_logprobs
 
 
@@ -62,7 +62,8 @@ class ModelHost:
     def load(cls, ref: str, *, name: str | None = None, device: str = "cpu", seed: int = 0,
              max_batch_size: int = 64, max_model_len: int | None = None) -> "ModelHost":
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        return cls(merged_model(ref, dtype=dtype), load_tokenizer(ref), name=name or ref,
+        path = str(resolve_model_dir(ref))  # once: an ft: name is a look-up in the jobs database
+        return cls(merged_model(path, dtype=dtype), load_tokenizer(path), name=name or ref,
                    device=device, seed=seed, max_batch_size=max_batch_size,
                    max_model_len=max_model_len)
 
