@@ -52,7 +52,7 @@ def _tool_schemas(row: DatasetRow, env: RolloutEnv) -> list[dict[str, Any]]:
     described = {t["function"]["name"] for t in schemas}
     for name, client in env.tools.items():
         if name not in described:
-            schemas.append(getattr(client, "schema", None) or {"type": "function", "function": {
+            schemas.append(client.schema or {"type": "function", "function": {
                 "name": name, "description": "", "parameters": {"type": "object"}}})
     return schemas
 
@@ -76,7 +76,7 @@ async def run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv,
     try:
         return await _run_rollout(row, row_index, env, trace_id)
     finally:  # however it ended, also cancelled: tools release what they hold for it (sandboxes)
-        closing = [t.close_trace(trace_id) for t in env.tools.values() if hasattr(t, "close_trace")]
+        closing = [t.close_trace(trace_id) for t in env.tools.values()]
         await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
 
 
