@@ -191,8 +191,8 @@ class Serving:
                 ids[b].append(toks[b])
                 if toks[b] in stop:
                     finish[b] = "stop"
-                visible = _visible(self._text(ids[b], req.skip_special_tokens), bool(known))
-                delta = visible[len(sent[b]):] if visible.startswith(sent[b]) else ""
+                delta = _unsent(_visible(self._text(ids[b], req.skip_special_tokens), bool(known)),
+                                sent[b])
                 sent[b] += delta
                 choice: dict[str, Any] = {"index": b, "delta": {"content": delta} if delta else {},
                                           "logprobs": None, "finish_reason": None}
@@ -214,8 +214,7 @@ class Serving:
                 delta["tool_calls"] = [{"index": j, **call}
                                        for j, call in enumerate(message["tool_calls"])]
             else:
-                rest = (message["content"] or "")[len(sent[b]):] \
-                    if (message["content"] or "").startswith(sent[b]) else ""
+                rest = _unsent(message["content"] or "", sent[b])
                 if rest:
                     delta["content"] = rest
             last.append({"index": b, "delta": delta, "logprobs": None, "finish_reason": reason})
@@ -300,8 +299,7 @@ class Serving:
                     continue
                 ids[b].append(toks[b])
                 done[b] = toks[b] in stop
-                text = _visible(self._text(ids[b], req.skip_special_tokens), False)
-                delta = text[len(sent[b]):] if text.startswith(sent[b]) else ""
+                delta = _unsent(_visible(self._text(ids[b], req.skip_special_tokens), False), sent[b])
                 sent[b] += delta
                 choice: dict[str, Any] = {"index": b, "text": delta, "logprobs": None,
                                           "finish_reason": "stop" if done[b] else None}
@@ -319,8 +317,7 @@ class Serving:
                             "model": req.model, "choices": out})
         tail = []
         for b in range(n):
-            text = self._text(ids[b], req.skip_special_tokens)
-            rest = text[len(sent[b]):] if text.startswith(sent[b]) else ""
+            rest = _unsent(self._text(ids[b], req.skip_special_tokens), sent[b])
             if not done[b] or rest:
                 tail.append({"index": b, "text": rest, "logprobs": None,
                              "finish_reason": "stop" if done[b] else "length"})
@@ -354,6 +351,11 @@ def _visible(text: str, tools: bool) -> str:
             if OPEN.startswith(text[-cut:]):
                 return text[:-cut]
     return text
+
+
+def _unsent(text: str, sent: str) -> str:
+    """What of `text` follows what was already streamed (nothing if the text took it back)."""
+    return text[len(sent):] if text.startswith(sent) else ""
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
