@@ -20,14 +20,13 @@ attaches example rollouts and appends a `warning` event to the run's `events.jso
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentrft.analysis.traces import RolloutIndex, answer_chars_mean
+from agentrft.train.records import RunDir
 
 log = logging.getLogger("agentrft.alarm")
 EXAMPLES = 3
@@ -107,6 +106,7 @@ class AlarmWatcher:
 
     def __init__(self, run_dir: str | Path, config: AlarmConfig | None = None):
         self.run_dir = Path(run_dir)
+        self.run = RunDir(self.run_dir)  # warnings go to its events.jsonl
         self.index = RolloutIndex(self.run_dir / "rollouts.jsonl")
         self.alarm = RewardHackingAlarm(config)
 
@@ -146,11 +146,7 @@ class AlarmWatcher:
             phase = "eval" if a.kind == "valid_reward_jump" else "train"
             data = {"kind": a.kind, "step": a.step, **a.details,
                     "examples": self.examples(a.step, phase, shortest=a.kind == "short_answers")}
-            event = {"object": "fine_tuning.job.event", "type": "warning", "level": "warn",
-                     "message": a.message, "data": data, "created_at": int(time.time())}
-            with (self.run_dir / "events.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(event, ensure_ascii=False) + "\n")
-            events.append(event)
+            events.append(self.run.log_event(a.message, level="warn", data=data, type="warning"))
         return events
 
     def examples(self, step: int, phase: str, *, shortest: bool) -> list[dict[str, Any]]:

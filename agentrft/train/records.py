@@ -38,12 +38,15 @@ class RunDir:
     def log_rollout(self, record: dict[str, Any]) -> None:
         self._append(self.rollouts, record)
 
-    def log_event(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
-        self._append(self.events, {"object": "fine_tuning.job.event", "type": "message",
-                                   "level": level, "message": message, "data": data,
-                                   "created_at": int(time.time())})
+    def log_event(self, message: str, *, level: str = "info", data: dict | None = None,
+                  type: str = "message") -> dict[str, Any]:
+        """Append an OpenAI job event (`type` "message", or e.g. "warning"); return it."""
+        event = {"object": "fine_tuning.job.event", "type": type, "level": level,
+                 "message": message, "data": data, "created_at": int(time.time())}
+        self._append(self.events, event)
         if self.on_event:
             self.on_event(message, level, data)
+        return event
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics.is_file():
