@@ -95,7 +95,7 @@ class ModelHost:
             raise AdapterError(f"no LoRA adapter at {path!r} (adapter_config.json not found)")
         with self.lock:
             try:
-                if isinstance(self.model, PeftModel):
+                if self.adapters:  # already a PeftModel
                     self.model.load_adapter(str(folder), adapter_name=name)
                 else:
                     self.engine.model = PeftModel.from_pretrained(self.model, str(folder),
@@ -120,10 +120,8 @@ class ModelHost:
     def _using(self, adapter: str | None) -> Iterator[None]:
         """Route the forward passes inside through `adapter` (None: the served weights).
         The caller holds the lock."""
-        from peft import PeftModel
-
         model = self.model
-        if not isinstance(model, PeftModel):
+        if not self.adapters:  # the plain served model: no peft wrapper to route through
             yield
         elif adapter is None:
             with model.disable_adapter():
