@@ -288,6 +288,11 @@ class Serving:
                            params: SamplingParams, k: int) -> Iterator[str]:
         rid, created, n = _id("cmpl"), int(time.time()), req.n
         stop = set(params.stop_token_ids)
+
+        def chunk(choices: list[dict], **extra) -> str:
+            return _sse({"id": rid, "object": "text_completion", "created": created,
+                         "model": req.model, "choices": choices, **extra})
+
         ids: list[list[int]] = [[] for _ in range(n)]
         sent = [""] * n
         done = [False] * n
@@ -313,8 +318,7 @@ class Serving:
                         choice["prompt_token_ids"] = prompt
                 out.append(choice)
             if out:
-                yield _sse({"id": rid, "object": "text_completion", "created": created,
-                            "model": req.model, "choices": out})
+                yield chunk(out)
         tail = []
         for b in range(n):
             rest = _unsent(self._text(ids[b], req.skip_special_tokens), sent[b])
@@ -322,12 +326,9 @@ class Serving:
                 tail.append({"index": b, "text": rest, "logprobs": None,
                              "finish_reason": "stop" if done[b] else "length"})
         if tail:
-            yield _sse({"id": rid, "object": "text_completion", "created": created,
-                        "model": req.model, "choices": tail})
+            yield chunk(tail)
         if req.stream_options and req.stream_options.include_usage:
-            yield _sse({"id": rid, "object": "text_completion", "created": created,
-                        "model": req.model, "choices": [],
-                        "usage": _usage(len(prompt), sum(len(x) for x in ids))})
+            yield chunk([], usage=_usage(len(prompt), sum(len(x) for x in ids)))
         yield "data: [DONE]\n\n"
 
     # --- models and adapters -----------------------------------------------------------------
