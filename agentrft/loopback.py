@@ -20,8 +20,9 @@ import uvicorn
 
 class LoopbackServer:
     def __init__(self, app, *, port: int = 0, health_path: str = "/health",
-                 name: str = "loopback-server", start_timeout_s: float = 10.0):
-        self.app, self.port, self.health_path = app, port, health_path
+                 name: str = "loopback-server", start_timeout_s: float = 10.0,
+                 lifespan: str = "off"):
+        self.app, self.port, self.health_path, self.lifespan = app, port, health_path, lifespan
         self.name, self.start_timeout_s = name, start_timeout_s
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -34,7 +35,7 @@ class LoopbackServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="off",
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan,
                                                      timeout_graceful_shutdown=1))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name=f"{self.name}:{self.port}", daemon=True)

@@ -11,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import socket
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -149,32 +146,10 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 @contextlib.contextmanager
 def serving(app, *, lifespan: str = "on"):
     """Run `app` with uvicorn in a background thread on a free loopback port; yields its URL."""
-    import httpx
-    import uvicorn
+    from agentrft.loopback import LoopbackServer
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan,
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
-                              name="dashboard-test-server")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=0.5, trust_env=False)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("test server did not start within 10 s") from None
-                time.sleep(0.02)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
+    with LoopbackServer(app, lifespan=lifespan, name="dashboard-test-server") as server:
+        yield f"http://127.0.0.1:{server.port}"
 
 
 def chromium_available() -> bool:

@@ -6,17 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 
 from agentrft.errors import SpecError, ToolInfraFailure
+from agentrft.loopback import LoopbackServer
 from agentrft.rollout.loop import RolloutEnv, run_rollout
 from agentrft.spec.dataset import DatasetRow
 from agentrft.spec.job import parse_job
@@ -152,41 +150,11 @@ async def test_rollout_closes_its_sandbox_and_counts_parallel_calls(repos, token
         await pool.close_all()
 
 
-class _Server:
-    """create_app served by uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, app):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url("/health"), timeout=0.5)
-                return self
-            except httpx.TransportError:
-                time.sleep(0.02)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @needs_bwrap
 async def test_http_endpoints_with_the_wire_format(repos):
     pool = SandboxPool(BwrapBackend(), str(repos) + "/{{item.repo}}", LIMITS)
     app = create_app(pool, token="sekret", idle_seconds=1.0)
-    with _Server(app) as server:
+    with LoopbackServer(app, lifespan="auto", name="shell tool server") as server:
         auth = {"Authorization": "Bearer sekret"}
         shell = HttpTool("shell", server.url("/shell"), headers=auth, backoff_s=0.01)
         read = HttpTool("read_file", server.url("/read_file"), headers=auth, backoff_s=0.01)
