@@ -67,6 +67,7 @@ def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
              progress=print) -> dict[str, Any]:
     from agentrft.analysis.report import format_summary_table, write_report
+    from agentrft.train.checkpoint import latest_checkpoint
     from agentrft.train.evaluate import evaluate
     from agentrft.train.loop import Trainer
     from examples.finqa_lite.server import ToolServer
@@ -104,7 +105,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
         trainer = Trainer(job, out / "run", device=device, on_step=on_step, evaluate=False)
         asyncio.run(trainer.run_async())
         timings["training"] = time.perf_counter() - t0
-        final_ckpt = sorted((out / "run" / "checkpoints").glob("step_*"))[-1]
+        final_ckpt = latest_checkpoint(out / "run")
 
         t0 = time.perf_counter()
         progress(f"[5/6] final eval of {final_ckpt.name}")
