@@ -149,6 +149,9 @@ class Hyperparameters(BaseModel):
     # …and at most this many (padded) tokens: activations for backward grow with tokens, ~1.3 MB
     # a token for SmolLM2-135M in fp32. A longer sequence runs alone.
     micro_batch_tokens: int = Field(default=2048, ge=16)
+    # auto: bf16 autocast on CUDA, fp32 elsewhere. bf16 keeps fp32 weights for all that trains
+    # (full fine-tuning loads fp32; LoRA's frozen base is bf16, its adapters fp32).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
     turn_penalty: float = Field(default=0.0, ge=0)  # reward cost per turn beyond soft_max_turns

@@ -3,6 +3,10 @@
 LoRA (peft, r/alpha from the hyperparameters, every linear projection, no dropout) is the
 default; `finetune: full` trains every weight. The KL reference is the starting model:
 the base with the adapter switched off for LoRA, a frozen copy for full fine-tuning.
+
+Precision (`precision_for`): everything that trains keeps fp32 weights, gradients and AdamW
+state; with bf16 (the default on CUDA) the forward runs under bf16 autocast, and LoRA's frozen
+base is stored in bf16. Log-probabilities for the loss are always fp32.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -36,19 +41,45 @@ def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Precision:
+    load_dtype: torch.dtype  # the weights as loaded (a LoRA base stays so; adapters are fp32)
+    autocast_dtype: torch.dtype | None  # the forward's matmuls, None: as stored
+
+    def autocast(self, device: torch.device):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=self.autocast_dtype)
+
+
+def precision_for(setting: str, finetune: str, device: torch.device) -> Precision:
+    """What `Hyperparameters.precision` means on `device`. "auto" is bf16 on CUDA, fp32 elsewhere.
+
+    bf16 autocasts the forward and keeps fp32 master weights for whatever trains: AdamW on
+    bf16 weights drops every update smaller than half a bf16 step (~0.4% of the weight), so full
+    fine-tuning loads fp32. LoRA's base is frozen, so it is stored in bf16 (half the memory, no
+    per-step cast); peft keeps the adapters in fp32. On CPU, bf16 uses CPU autocast."""
+    mode = ("bf16" if device.type == "cuda" else "fp32") if setting == "auto" else setting
+    if mode == "fp32":
+        return Precision(load_dtype=torch.float32, autocast_dtype=None)
+    return Precision(load_dtype=torch.bfloat16 if finetune == "lora" else torch.float32,
+                     autocast_dtype=torch.bfloat16)
+
+
 class Policy:
     def __init__(self, model_ref: str, hp: Hyperparameters, *, device: str = "cpu"):
         self.model_ref, self.hp, self.device = model_ref, hp, torch.device(device)
         self.tokenizer = load_tokenizer(model_ref)
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        model = load_model(model_ref, device=device, dtype=dtype)
+        self.precision = precision_for(hp.precision, hp.finetune, self.device)
+        model = load_model(model_ref, device=device, dtype=self.precision.load_dtype)
         self.reference = None
         if hp.finetune == "lora":
             from peft import LoraConfig, get_peft_model
 
             config = LoraConfig(r=hp.lora_r, lora_alpha=hp.lora_alpha, lora_dropout=0.0,
                                 target_modules="all-linear", task_type="CAUSAL_LM")
-            model = get_peft_model(model, config)
+            # autocast_adapter_dtype: adapters on a bf16 base are created in fp32
+            model = get_peft_model(model, config, autocast_adapter_dtype=True)
         elif hp.kl_coef > 0:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
         self.model = model
@@ -63,7 +94,7 @@ class Policy:
     def _reference_logprobs(self, batch) -> torch.Tensor | None:
         if self.hp.kl_coef <= 0:
             return None
-        with torch.no_grad():
+        with torch.no_grad(), self.precision.autocast(self.device):
             if self.reference is not None:
                 return token_logprobs(self.reference, batch, self.hp.temperature)
             with self.model.disable_adapter():
@@ -95,8 +126,7 @@ class Policy:
         seqs = sorted(seqs, key=lambda s: len(s.token_ids))  # less padding per micro-batch
         self.optimizer.zero_grad(set_to_none=True)
         loss_total, clip_sum, kl_sum, mismatch_sum, mismatch_n = 0.0, 0.0, 0.0, 0.0, 0
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                    else nullcontext())
+        autocast = self.precision.autocast(self.device)
         prefix, seqs = self._shared_prefix(seqs, autocast)
         for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens):
             batch = collate(chunk, self.pad_id, self.device)
