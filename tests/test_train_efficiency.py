@@ -1,13 +1,18 @@
 """Trainer efficiency that must not change what is learned: bf16 autocast with fp32 master
 weights, activation checkpointing and packed micro-batches, on the tiny model and the CPU."""
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 
 from agentrft.errors import SpecError
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, collate, token_logprobs
-from agentrft.train.policy import Policy, precision_for
+from agentrft.train.loss import TrainSequence, backbone_and_head, collate, token_logprobs
+from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, precision_for
+from agentrft.train.shared_prefix import SharedPrefix, shared_head_len
+from tests.test_shared_prefix import sequences as prefix_sequences
+from tests.tiny_model import PAD_ID, tiny_llama
 
 
 def tokenizer_sequences(n: int = 4) -> list[TrainSequence]:
@@ -72,3 +77,82 @@ def test_bf16_logprobs_are_fp32_and_close_to_fp32_ones(tiny_model_dir, finetune)
     assert got["bf16"].dtype == torch.float32
     diff = (got["bf16"] - got["fp32"])[mask].abs()
     assert 0 < diff.max() < 0.05, diff.max()  # bf16 really ran (0.02 measured), only rounding differs
+
+
+# --- activation checkpointing -------------------------------------------------------------------
+
+def tiny(lora: bool):
+    model = tiny_llama(seed=2).train()
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                 init_lora_weights=False))
+    return model
+
+
+def logprobs_and_grads(model, seqs, *, shared_prefix: bool, checkpointing: bool):
+    """Trained log-probs of `seqs` and every trainable weight's gradient, over two micro-batches
+    (and a shared head when asked), as `Policy.update` computes them."""
+    model.zero_grad(set_to_none=True)
+    got = []
+    with checkpointed_layers(model) if checkpointing else nullcontext():
+        n = shared_head_len([s.token_ids for s in seqs], [s.mask for s in seqs]) if shared_prefix else 0
+        prefix = SharedPrefix(backbone_and_head(model)[0], seqs[0].token_ids[:n], "cpu") if n else None
+        tails = [TrainSequence(s.token_ids[n:], s.mask[n:], s.advantage) for s in seqs]
+        for chunk in (tails[:2], tails[2:]):
+            batch = collate(chunk, PAD_ID)
+            logp = token_logprobs(model, batch, prefix=prefix)
+            (logp * batch.advantages_B[:, None]).sum().backward()
+            got.extend(logp[b][batch.loss_mask_BT[b].bool()].detach() for b in range(len(chunk)))
+        if prefix is not None:
+            prefix.backward()
+    grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    return torch.cat(got), grads
+
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_checkpointing_gives_the_same_logprobs_and_gradients(lora, shared_prefix):
+    model = tiny(lora)
+    want_logp, want_grads = logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
+                                               checkpointing=False)
+    got_logp, got_grads = logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
+                                             checkpointing=True)
+    assert torch.allclose(got_logp, want_logp, rtol=1e-5, atol=1e-6)
+    assert len(got_grads) == len(want_grads) and all(g.abs().sum() > 0 for g in got_grads)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, rtol=1e-5, atol=1e-6), (g - w).abs().max()
+    assert all("forward" not in vars(layer) for layer in decoder_layers(model))  # unwrapped again
+
+
+@pytest.mark.parametrize("shared_prefix", [False, True])
+def test_checkpointing_saves_less_for_backward(shared_prefix):
+    model = tiny(lora=False)
+
+    def saved_bytes(checkpointing: bool) -> int:
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
+                               checkpointing=checkpointing)
+        return total
+
+    without, with_ = saved_bytes(False), saved_bytes(True)
+    print(f"saved for backward: {without} -> {with_} bytes")
+    assert with_ < 0.5 * without
+
+
+def test_policy_update_with_checkpointing_and_bf16(tiny_model_dir):
+    hp = Hyperparameters(finetune="full", precision="bf16", gradient_checkpointing=True,
+                         micro_batch_size=2)
+    policy = Policy(str(tiny_model_dir), hp)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    stats = policy.update(tokenizer_sequences())
+    assert stats["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(policy.model.parameters(), before))

@@ -102,12 +102,15 @@ class ToolDecl(BaseModel):
 
 
 class EngineDecl(BaseModel):
-    """Where rollouts are sampled (`agentrft.engines.build`): in this process (`transformers`,
-    the default) or on a server speaking OpenAI's completions API with token ids (`remote`:
-    vLLM, SGLang, `agentrft serve`), which gets the LoRA adapter after every step."""
+    """Where rollouts are sampled (`agentrft.engines.build`): in this process (`static`: slots,
+    continuous batching and CUDA graphs, the default on a GPU; `transformers`: one batch at a
+    time, the default on CPU) or on a server speaking OpenAI's completions API with token ids
+    (`remote`: vLLM, SGLang, `agentrft serve`), which gets the LoRA adapter after every step."""
 
     model_config = ConfigDict(extra="forbid")
-    type: Literal["transformers", "remote"] = "transformers"
+    type: Literal["transformers", "static", "remote"] | None = None  # None: by device, as above
+    max_slots: int | None = Field(default=None, ge=1)  # static: sequences decoded at once (256 GPU, 64 CPU)
+    cuda_graphs: bool = True  # static: replay each decode shape as a CUDA graph
     base_url: str | None = None  # e.g. http://127.0.0.1:8001/v1
     model: str | None = None  # the base model's id on the server (default: the first listed)
     api_key_env: str | None = None  # the environment variable holding the server's key
@@ -152,6 +155,9 @@ class Hyperparameters(BaseModel):
     # auto: bf16 autocast on CUDA, fp32 elsewhere. bf16 keeps fp32 weights for all that trains
     # (full fine-tuning loads fp32; LoRA's frozen base is bf16, its adapters fp32).
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Recompute each decoder layer's activations in backward instead of keeping them: about a
+    # third more compute for a fraction of the activation memory (longer micro-batches fit).
+    gradient_checkpointing: bool = False
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
     turn_penalty: float = Field(default=0.0, ge=0)  # reward cost per turn beyond soft_max_turns

@@ -67,8 +67,8 @@ def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0, *,
         return _logprobs_of(logits, batch.targets_BT, temperature) * batch.loss_mask_BT
     backbone, head = split
     if prefix is None:
-        hidden_BTD = backbone(input_ids=batch.input_ids_BT,
-                              attention_mask=batch.attention_BT).last_hidden_state[:, :-1]
+        hidden_BTD = backbone(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT,
+                              use_cache=False).last_hidden_state[:, :-1]
     else:
         B, T = batch.input_ids_BT.shape
         attn = torch.cat([batch.attention_BT.new_ones((B, prefix.length)), batch.attention_BT], 1)

@@ -7,17 +7,24 @@ the base with the adapter switched off for LoRA, a frozen copy for full fine-tun
 Precision (`precision_for`): everything that trains keeps fp32 weights, gradients and AdamW
 state; with bf16 (the default on CUDA) the forward runs under bf16 autocast, and LoRA's frozen
 base is stored in bf16. Log-probabilities for the loss are always fp32.
+
+`gradient_checkpointing` recomputes each decoder layer in backward (`checkpointed_layers`),
+compatible with the shared prefix.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.checkpoint import checkpoint
+
+from agentrft.errors import SpecError
 
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
@@ -66,6 +73,36 @@ def precision_for(setting: str, finetune: str, device: torch.device) -> Precisio
                      autocast_dtype=torch.bfloat16)
 
 
+@contextmanager
+def checkpointed_layers(model):
+    """Within the block, each decoder layer keeps only its inputs for backward and recomputes the
+    rest there (torch's non-reentrant checkpoint). Ours rather than transformers'
+    `gradient_checkpointing_enable`, which drops the KV cache and with it a `SharedPrefix`,
+    whose caches never grow: a recomputed layer sees what its first run saw."""
+    layers = decoder_layers(model)
+    if layers is None:
+        raise ValueError("activation checkpointing needs a decoder with a `layers` list")
+    for layer in layers:
+        layer.forward = functools.partial(_checkpointed, layer.forward)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward  # the class's again
+
+
+def _checkpointed(forward, *args, **kwargs):
+    if not torch.is_grad_enabled():  # e.g. the KL reference pass: nothing to save anyway
+        return forward(*args, **kwargs)
+    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+
+
+def decoder_layers(model) -> torch.nn.ModuleList | None:
+    split = backbone_and_head(model)
+    layers = getattr(split[0], "layers", None) if split else None
+    return layers if isinstance(layers, torch.nn.ModuleList) else None
+
+
 class Policy:
     def __init__(self, model_ref: str, hp: Hyperparameters, *, device: str = "cpu"):
         self.model_ref, self.hp, self.device = model_ref, hp, torch.device(device)
@@ -82,6 +119,9 @@ class Policy:
             model = get_peft_model(model, config, autocast_adapter_dtype=True)
         elif hp.kl_coef > 0:
             self.reference = copy.deepcopy(model).eval().requires_grad_(False)
+        if hp.gradient_checkpointing and decoder_layers(model) is None:
+            raise SpecError(f"{model_ref}: no decoder layers found to checkpoint",
+                            field="method.reinforcement.hyperparameters.gradient_checkpointing")
         self.model = model
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, betas=(0.9, 0.99),
@@ -119,6 +159,10 @@ class Policy:
         Fully on-policy: every sequence was sampled from the current weights, so the
         'old' log-probs are this forward's, detached (ratio 1 at the start of the step).
         The engine's own log-probs are compared with them as a health check."""
+        with checkpointed_layers(self.model) if self.hp.gradient_checkpointing else nullcontext():
+            return self._update(seqs)
+
+    def _update(self, seqs: list[TrainSequence]) -> dict[str, float]:
         self.model.train()
         total = sum(sum(s.mask[1:]) for s in seqs)
         if total == 0:

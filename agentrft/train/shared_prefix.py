@@ -13,12 +13,17 @@ sequence, that head is most of the forward and backward compute of a step. Here 
 Exact, not an approximation: each suffix attends to the same keys and values it would have
 computed itself, and gradients reach the weights through the head exactly once per sequence
 (summed over the micro-batches, as separate passes would have summed them).
+
+The caches involved never grow: the head's pass records each layer's keys and values, and a
+micro-batch's cache returns head + its own states without storing them. So a decoder layer that
+activation checkpointing runs a second time in backward sees exactly what its first run saw
+(a `DynamicCache` would have appended the recomputed states a second time).
 """
 
 from __future__ import annotations
 
 import torch
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
 from agentrft.engines.transformers_engine import common_prefix_len
 
@@ -37,16 +42,17 @@ def shared_head_len(token_ids: list[list[int]], masks: list[list[int]]) -> int:
 class SharedPrefix:
     def __init__(self, backbone, ids: list[int], device: torch.device | str):
         self.length = len(ids)
-        cache = backbone(input_ids=torch.tensor([ids], device=device), use_cache=True).past_key_values
+        cache = Cache(layer_class_to_replicate=_RecordingLayer)
+        backbone(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
         self._computed = [(layer.keys, layer.values) for layer in cache.layers]
         # What the micro-batches attend to: detached copies that collect their gradients.
         self._leaves = [(k.detach().requires_grad_(k.requires_grad),
                          v.detach().requires_grad_(v.requires_grad)) for k, v in self._computed]
 
-    def cache_for(self, batch_size: int) -> DynamicCache:
-        return DynamicCache(ddp_cache_data=[(k.expand(batch_size, -1, -1, -1),
-                                             v.expand(batch_size, -1, -1, -1))
-                                            for k, v in self._leaves])
+    def cache_for(self, batch_size: int) -> Cache:
+        """A read-only cache of the head for a micro-batch of `batch_size` rows."""
+        return Cache(layers=[_ReadOnlyLayer(k.expand(batch_size, -1, -1, -1), v.expand(batch_size, -1, -1, -1))
+                             for k, v in self._leaves])
 
     def backward(self) -> None:
         """Propagate the gradients the micro-batches left on the head's keys and values."""
@@ -59,3 +65,25 @@ class SharedPrefix:
         if outputs:
             torch.autograd.backward(outputs, grads)
         self._computed, self._leaves = [], []
+
+
+class _RecordingLayer(DynamicLayer):
+    """Keeps the states of the one forward it serves; a recomputation replaces them with equal ones."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self.values = key_states, value_states
+        return key_states, value_states
+
+
+class _ReadOnlyLayer(DynamicLayer):
+    """The head's states for one layer: `update` returns head + new states and stores nothing."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values = keys, values
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        return torch.cat([self.keys, key_states], -2), torch.cat([self.values, value_states], -2)
