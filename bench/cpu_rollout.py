@@ -1,4 +1,4 @@
-"""Generation on CPU: our `TransformersEngine` against transformers' plain `generate`.
+"""Generation on CPU: our engines against transformers' plain `generate`.
 
 The prompts are FinQA-lite's real first turns (`examples.finqa_lite`): system prompt, tool
 list and two demonstrations shared by every row (~950 tokens), then each row's question,
@@ -10,9 +10,13 @@ Baseline: `model.generate(input_ids, attention_mask, do_sample=True, max_new_tok
 left-padded batch (transformers' own loop, dynamic KV cache), measured in the same run.
 Ours differs in two ways that matter on this workload: identical prompts (a group's rollouts)
 are prefilled once and fanned out, and the head shared by all rows is prefilled once.
+`StaticEngine` (slots, continuous batching; CUDA graphs only on a GPU) is timed too. With
+`--turns 2` each rollout takes a second turn (its first prompt + completion + a tool result):
+the static engine then prefills only what is new, the others the whole conversation again.
 
     .venv/bin/python bench/cpu_rollout.py                    # 4 rows × 4 rollouts, 64 new tokens
     .venv/bin/python bench/cpu_rollout.py --rows 8 --group 4 --new 32
+    .venv/bin/python bench/cpu_rollout.py --turns 2
 
 Prints prefill+decode wall time, generated tok/s for each, and ours / baseline. Other load on
 the machine slows both; the ratio is the figure to quote, with the load noted.
@@ -32,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples` lives
 import torch  # noqa: E402
 
 from agentrft.engines.base import SamplingParams  # noqa: E402
+from agentrft.engines.static_engine import StaticEngine  # noqa: E402
 from agentrft.engines.transformers_engine import TransformersEngine, common_prefix_len  # noqa: E402
 from agentrft.models.chat import ChatRenderer  # noqa: E402
 from agentrft.models.loading import load_model, load_tokenizer  # noqa: E402
@@ -53,31 +58,47 @@ def finqa_prompts(renderer: ChatRenderer, rows: int, group: int) -> list[list[in
     return prompts
 
 
-def time_plain_generate(model, tokenizer, prompts, new_tokens: int) -> float:
+TOOL_RESULT = "\n<tool_response>\n{\"result\": \"revenue 2023: 4,210\"}\n</tool_response>\n"
+
+
+def next_turns(tokenizer, prompts, outs) -> list[list[int]]:
+    """Each rollout's second prompt: what it saw, what it wrote, a tool result."""
+    extra = tokenizer.encode(TOOL_RESULT, add_special_tokens=False)
+    return [p + o + extra for p, o in zip(prompts, outs)]
+
+
+def time_plain_generate(model, tokenizer, prompts, new_tokens: int, turns: int) -> float:
     pad = tokenizer.pad_token_id
-    L = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), L), pad, dtype=torch.long)
-    attn = torch.zeros_like(ids)
-    for b, p in enumerate(prompts):
-        ids[b, L - len(p):] = torch.tensor(p)
-        attn[b, L - len(p):] = 1
     torch.manual_seed(0)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        out = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=1.0,
-                             top_p=1.0, top_k=0, max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, pad_token_id=pad)
-    elapsed = time.perf_counter() - t0
-    assert out.shape[1] - L == new_tokens
+    elapsed = 0.0
+    for _ in range(turns):
+        L = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), L), pad, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for b, p in enumerate(prompts):
+            ids[b, L - len(p):] = torch.tensor(p)
+            attn[b, L - len(p):] = 1
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, temperature=1.0,
+                                 top_p=1.0, top_k=0, max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, pad_token_id=pad)
+        elapsed += time.perf_counter() - t0
+        assert out.shape[1] - L == new_tokens
+        prompts = next_turns(tokenizer, prompts, out[:, L:].tolist())
     return elapsed
 
 
-def time_ours(model, tokenizer, prompts, new_tokens: int) -> float:
-    engine = TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, seed=0)
-    t0 = time.perf_counter()
-    outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=new_tokens))
-    elapsed = time.perf_counter() - t0
-    assert all(len(o.token_ids) == new_tokens for o in outs)
+def time_engine(engine, tokenizer, prompts, new_tokens: int, turns: int) -> float:
+    elapsed = 0.0
+    engine.prompt_tokens = 0
+    for _ in range(turns):
+        engine.prompt_tokens += sum(len(p) for p in prompts)
+        t0 = time.perf_counter()
+        outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=new_tokens))
+        elapsed += time.perf_counter() - t0
+        assert all(len(o.token_ids) == new_tokens for o in outs)
+        prompts = next_turns(tokenizer, prompts, [o.token_ids for o in outs])
     return elapsed
 
 
@@ -86,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=4)
     ap.add_argument("--group", type=int, default=4, help="rollouts per row")
     ap.add_argument("--new", type=int, default=64, help="new tokens per rollout")
+    ap.add_argument("--turns", type=int, default=1, help="turns per rollout")
     args = ap.parse_args(argv)
 
     tokenizer = load_tokenizer(MODEL)
@@ -93,20 +115,29 @@ def main(argv: list[str] | None = None) -> None:
     renderer = ChatRenderer(tokenizer)
     prompts = finqa_prompts(renderer, args.rows, args.group)
     lengths = [len(p) for p in prompts]
-    generated = len(prompts) * args.new
+    generated = len(prompts) * args.new * args.turns
     print(f"# cpu_rollout: {MODEL}, {args.rows} FinQA-lite rows × {args.group}, prompts "
           f"{min(lengths)}–{max(lengths)} tokens ({common_prefix_len(prompts)} shared), "
-          f"{args.new} new tokens each")
+          f"{args.turns} turn(s) of {args.new} new tokens each")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
-    time_ours(model, tokenizer, prompts[:2], 2)  # warm-up: first-call allocations
-    plain = time_plain_generate(model, tokenizer, prompts, args.new)
-    ours = time_ours(model, tokenizer, prompts, args.new)
-    print(f"{'engine':<34}{'wall s':>9}{'gen tok/s':>11}")
-    print(f"{'transformers generate (baseline)':<34}{plain:>9.1f}{generated / plain:>11.1f}")
-    print(f"{'agentrft TransformersEngine':<34}{ours:>9.1f}{generated / ours:>11.1f}")
-    print(f"ours / baseline throughput: {plain / ours:.2f}x   (load after: {os.getloadavg()[0]:.1f})")
-
+    pad = tokenizer.pad_token_id
+    ours = TransformersEngine(model, pad_token_id=pad, seed=0)
+    max_len = max(lengths) + args.turns * (args.new + 64)
+    static = StaticEngine(model, pad_token_id=pad, seed=0, max_slots=len(prompts), max_len=max_len)
+    for engine in (ours, static):  # warm-up: first-call allocations
+        time_engine(engine, tokenizer, prompts[:2], 2, 1)
+    static.sync_weights(model)  # forget the warm-up's cached prefixes
+    static.prefilled_tokens = 0
+    rows = [("transformers generate (baseline)", time_plain_generate(model, tokenizer, prompts, args.new, args.turns)),
+            ("agentrft TransformersEngine", time_engine(ours, tokenizer, prompts, args.new, args.turns)),
+            ("agentrft StaticEngine", time_engine(static, tokenizer, prompts, args.new, args.turns))]
+    base = rows[0][1]
+    print(f"{'engine':<34}{'wall s':>9}{'gen tok/s':>11}{'× baseline':>12}")
+    for name, wall in rows:
+        print(f"{name:<34}{wall:>9.1f}{generated / wall:>11.1f}{base / wall:>11.2f}x")
+    print(f"static engine ran {static.prefilled_tokens} of {static.prompt_tokens} prompt tokens "
+          f"(load after: {os.getloadavg()[0]:.1f})")
 
 if __name__ == "__main__":
     main()

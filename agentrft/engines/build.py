@@ -1,6 +1,8 @@
 """Choose and build the job's engine from `method.reinforcement.engine`.
 
-    engine: {type: transformers}                                   # the default: in-process
+    engine: {type: static}          # in-process: slots, continuous batching, CUDA graphs (GPU default)
+            # optional: max_slots (sequences decoded at once), cuda_graphs (true)
+    engine: {type: transformers}    # in-process: one left-padded batch at a time (CPU default)
     engine: {type: remote, base_url: "http://127.0.0.1:8001/v1"}   # vLLM, SGLang, agentrft serve
             # optional: model (the base model's id on the server; default: the first listed),
             # api_key_env (the variable holding the server's key), adapter_dir (a folder the
@@ -16,6 +18,12 @@ from agentrft.errors import SpecError
 from agentrft.spec.job import JobSpec
 
 FIELD = "method.reinforcement.engine"
+
+
+def default_engine_type(device: str) -> str:
+    """Slots and CUDA graphs pay off on a GPU; on CPU the plain engine's batches measured
+    faster (bench/cpu_rollout.py) and are what the CPU demo's figures were taken with."""
+    return "static" if str(device).startswith("cuda") else "transformers"
 
 
 def check_engine(job: JobSpec) -> None:
@@ -34,11 +42,23 @@ def check_engine(job: JobSpec) -> None:
 
 def build_engine(job: JobSpec, model, tokenizer, *, device: str) -> Engine:
     decl = job.rl.engine
-    if decl is None or decl.type == "transformers":
+    kind = decl.type if decl is not None and decl.type else default_engine_type(device)
+    if kind == "transformers":
         from agentrft.engines.transformers_engine import TransformersEngine
 
         return TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
                                   seed=job.effective_seed)
+    if kind == "static":
+        from agentrft.engines.static_engine import StaticEngine
+
+        on_gpu = str(device).startswith("cuda")
+        hp = job.hp
+        return StaticEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
+                            seed=job.effective_seed,
+                            max_slots=(decl and decl.max_slots) or (256 if on_gpu else 64),
+                            # a turn may begin just under the rollout budget and write a whole turn
+                            max_len=hp.max_rollout_tokens + hp.max_new_tokens,
+                            cuda_graphs=decl.cuda_graphs if decl is not None else True)
     from agentrft.engines.remote import RemoteEngine
 
     check_engine(job)

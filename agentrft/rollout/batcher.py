@@ -3,6 +3,10 @@
 Each rollout awaits `sampler.sample(prompt_ids)`; requests that arrive while the engine is
 busy, or within a short gathering window, go into the next batch. The engine runs in a
 worker thread so tool calls (on the event loop) proceed while it samples.
+
+An engine that batches continuously (`submit` / `step` / `busy`, as `StaticEngine` has) is
+driven differently: a turn that becomes ready joins the running batch at the next `step`, and
+a finished turn goes back to its rollout at once, instead of waiting for the batch's longest.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ class BatchingSampler:
         return await fut
 
     async def _run(self) -> None:
+        if _continuous(self.engine):
+            return await self._run_continuous()
         while True:
             await self._wakeup.wait()
             # Let concurrently runnable rollouts add their turns before the batch closes.
@@ -72,3 +78,42 @@ class BatchingSampler:
                 for r, out in zip(reqs, outs):
                     if not r.future.done():
                         r.future.set_result(out)
+
+    async def _run_continuous(self) -> None:
+        waiting: dict[int, asyncio.Future] = {}  # engine request id -> the rollout's future
+        while True:
+            if not waiting:  # idle: gather the first turns as the batched mode does
+                await self._wakeup.wait()
+                seen = -1
+                while len(self._pending) != seen:
+                    seen = len(self._pending)
+                    await asyncio.sleep(self.gather_window_s)
+            self._wakeup.clear()
+            new, self._pending = self._pending, []
+            t0 = time.perf_counter()
+            try:
+                ids, done = await asyncio.to_thread(self._tick, new)
+            except Exception as e:  # noqa: BLE001 - handed to every rollout in the engine
+                for fut in [r.future for r in new] + list(waiting.values()):
+                    if not fut.done():
+                        fut.set_exception(e)
+                waiting.clear()
+                self.engine.reset()
+                continue
+            finally:
+                self.engine_time_s += time.perf_counter() - t0
+                self.batches += 1
+            waiting.update(zip(ids, (r.future for r in new)))
+            for rid, completion in done:
+                fut = waiting.pop(rid)
+                if not fut.done():
+                    fut.set_result(completion)
+
+    def _tick(self, new: list[_Request]) -> tuple[list[int], list]:
+        """In the worker thread: queue the new turns, then run the engine until a turn ends."""
+        ids = [self.engine.submit(r.prompt, r.params) for r in new]
+        return ids, self.engine.step()
+
+
+def _continuous(engine: Engine) -> bool:
+    return all(callable(getattr(engine, name, None)) for name in ("submit", "step", "reset"))

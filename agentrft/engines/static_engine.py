@@ -1,0 +1,474 @@
+"""Rollout sampling from a static KV cache of slots: continuous batching, prefix reuse, CUDA graphs.
+
+`TransformersEngine` runs one batch from prefill to the last row's stop token, and its cache
+grows as it goes. For agent rollouts on a GPU that leaves most of the chip idle: a batch waits
+for its longest turn while finished rollouts sit in tool calls, and each decode step is ~30
+small kernels per layer launched from Python. Here instead:
+
+- **Slots.** Keys and values live in fixed buffers, one row ("slot") per sequence and room for
+  `max_len` tokens. A request takes a free slot, is prefilled, and decodes one token per
+  step alongside whatever else is running; when it finishes its slot is free at once, and a
+  request that arrived meanwhile is admitted at the next step (`submit` / `step`;
+  `BatchingSampler` drives this from many concurrent rollouts).
+- **Prefix reuse.** A free slot keeps its keys and values. A rollout's next turn starts with
+  everything its last turn saw and wrote, so it takes that slot back and prefills only the
+  tool's output. Within one admission, identical prompts (a group's rollouts) are prefilled
+  once and copied, and a head that every new prompt shares (system prompt, tools) once.
+- **Static shapes.** A decode step over slots [0, b) attends to positions [0, L), with (b, L)
+  rounded up to a few buckets; rows not decoding write to a scratch position. Every step of a
+  bucket has the same shapes and addresses, so on CUDA it is captured once as a CUDA graph and
+  replayed: one launch per step instead of hundreds.
+- **Own weights.** The engine samples from its own plain copy of the policy (LoRA folded in,
+  bf16 on CUDA), refreshed in place by `sync_weights` after each update, which also forgets
+  every cached prefix (its keys were computed with the old weights).
+
+The numbers are those of the plain path: each token's log-probability is log_softmax(logits /
+temperature) of the engine's own forward, and `sample_next` is shared with `TransformersEngine`.
+The model must be built like transformers' Llama family (`model.embed_tokens`, `.rotary_emb`,
+`.layers`, `.norm`, full attention: Llama, SmolLM, Qwen2/3, Mistral without a sliding window).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.transformers_engine import common_prefix_len, sample_next
+
+# A cached or shared prefix shorter than this is recomputed rather than copied.
+MIN_REUSE = 16
+# Decode shapes are rounded up to these (then multiples of the last) so few graphs are needed.
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+LENGTH_BUCKETS = (128, 256, 512, 1024, 2048)
+
+
+def bucket(n: int, sizes: tuple[int, ...], cap: int) -> int:
+    """The smallest size >= n (beyond the table: a multiple of its last entry), at most cap."""
+    for s in sizes:
+        if s >= n:
+            return min(s, cap)
+    step = sizes[-1]
+    return min(-(-n // step) * step, cap)
+
+
+def reusable_len(cached: list[int], prompt: list[int]) -> int:
+    """How many leading tokens of `prompt` a slot holding `cached` already has, leaving at
+    least the prompt's last token to run (its logits start the completion)."""
+    hi = min(len(cached), len(prompt) - 1)
+    if hi <= 0 or cached[0] != prompt[0]:
+        return 0
+    if cached[:hi] == prompt[:hi]:
+        return hi
+    lo = 1  # cached[:lo] == prompt[:lo]; binary search on slice equality (C speed)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if cached[:mid] == prompt[:mid] else (lo, mid)
+    return lo
+
+
+class SlotKV:
+    """Keys and values of `slots` sequences of up to `max_len` tokens, a buffer pair per layer,
+    plus a scratch position (index `max_len`) for rows that have nothing to write.
+
+    The attention modules call `update(keys, values, layer)` with the new tokens' states; what
+    is written where, and what is returned to attend to, is set before each forward by
+    `for_decode` or `for_prefill` (an object the model sees as its `past_key_values`)."""
+
+    def __init__(self, config, slots: int, max_len: int, dtype: torch.dtype, device: torch.device):
+        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = (slots, kv_heads, max_len + 1, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.scratch = max_len
+        self._all_rows = torch.arange(slots, device=device)
+        self._rows: torch.Tensor | None = None
+        self._write_pos: torch.Tensor | None = None
+        self._length = 0
+
+    def for_decode(self, write_pos_B: torch.Tensor, length: int) -> "SlotKV":
+        """Slots [0, B) each write one token at write_pos_B[b] and attend to [0, length)."""
+        self._rows, self._write_pos, self._length = None, write_pos_B, length
+        return self
+
+    def for_prefill(self, rows_K: torch.Tensor, write_pos_KQ: torch.Tensor, length: int) -> "SlotKV":
+        """Slots rows_K write their Q new tokens at write_pos_KQ and attend to [0, length)."""
+        self._rows, self._write_pos, self._length = rows_K, write_pos_KQ, length
+        return self
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        keys, values, n = self.keys[layer_idx], self.values[layer_idx], self._length
+        if self._rows is None:  # decode: slices, so the step's addresses never change
+            b = key_states.shape[0]
+            rows = self._all_rows[:b]
+            keys[rows, :, self._write_pos] = key_states[:, :, 0]
+            values[rows, :, self._write_pos] = value_states[:, :, 0]
+            return keys[:b, :, :n], values[:b, :, :n]
+        rows = self._rows[:, None]
+        keys[rows, :, self._write_pos] = key_states.transpose(1, 2)
+        values[rows, :, self._write_pos] = value_states.transpose(1, 2)
+        return keys[self._rows, :, :n], values[self._rows, :, :n]
+
+    def copy_prefix(self, src: int, dsts: list[int], n: int) -> None:
+        if not dsts or n <= 0:
+            return
+        idx = torch.tensor(dsts, device=self._all_rows.device)
+        for buf in self.keys + self.values:
+            buf[idx, :, :n] = buf[src, :, :n]
+
+
+def merged_weights(model) -> dict[str, torch.Tensor]:
+    """The model's weights as one plain network, by the plain model's parameter names: a peft
+    LoRA model's active adapters are folded into its base weights (W + scale · B A)."""
+    from peft.tuners.lora import LoraLayer
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    out: dict[str, torch.Tensor] = {}
+    lora_layers: list[str] = []
+    for name, module in base.named_modules():
+        if any(name.startswith(p + ".") for p in lora_layers):
+            continue  # inside a LoRA layer: base_layer, lora_A, lora_B
+        if isinstance(module, LoraLayer):
+            lora_layers.append(name)
+            inner = module.get_base_layer()
+            weight = inner.weight
+            if not module.merged and not module.disable_adapters:
+                for adapter in module.active_adapters:
+                    if adapter in module.lora_A:
+                        weight = weight + module.get_delta_weight(adapter)
+            out[f"{name}.weight"] = weight
+            if getattr(inner, "bias", None) is not None:
+                out[f"{name}.bias"] = inner.bias
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            out[f"{name}.{pname}" if name else pname] = p
+    return out
+
+
+def plain_copy(model, *, device: torch.device, dtype: torch.dtype):
+    """A standalone model with `model`'s current weights (adapters folded in), for sampling.
+    Parameters in `dtype`; buffers (rotary frequencies) keep their own precision."""
+    clone = copy.deepcopy(model)
+    if hasattr(clone, "merge_and_unload"):
+        clone = clone.merge_and_unload()
+    clone = clone.to(device)
+    for p in clone.parameters():
+        p.data = p.data.to(dtype)
+    return clone.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def load_weights_into(plain, model) -> None:
+    """Copy `model`'s merged weights into `plain`'s parameters in place (captured graphs keep
+    reading the same addresses)."""
+    weights = merged_weights(model)
+    for name, param in plain.named_parameters():  # a tied head appears once, as the embedding
+        if name not in weights:
+            raise ValueError(f"the policy has no weight {name!r} to copy into the engine's model")
+        param.copy_(weights[name].detach())
+
+
+@dataclass
+class _Request:
+    rid: int
+    prompt: list[int]
+    params: SamplingParams
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Slot:
+    cached: list[int] = field(default_factory=list)  # tokens whose keys/values are at [0, len)
+    request: _Request | None = None
+    pos: int = 0  # where the next fed token's keys/values go (= how many are valid)
+    next_token: int = 0  # the last sampled token, fed at the next decode step
+
+
+class StaticEngine(Engine):
+    def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
+                 max_slots: int = 64, max_len: int = 2048, seed: int = 0,
+                 dtype: torch.dtype | None = None, cuda_graphs: bool = True,
+                 prefill_tokens: int = 16384):
+        self.device = torch.device(device)
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.model = plain_copy(model, device=self.device, dtype=self.dtype)
+        backbone = self.model.model
+        self._embed, self._rotary = backbone.embed_tokens, backbone.rotary_emb
+        self._layers, self._norm = backbone.layers, backbone.norm
+        self._head = self.model.get_output_embeddings()
+        if getattr(self.model.config, "sliding_window", None) and getattr(
+                self.model.config, "use_sliding_window", True):
+            warnings.warn("StaticEngine attends to the whole sequence; this model's sliding window "
+                          "is ignored", stacklevel=2)
+        self.pad_token_id, self.max_slots, self.max_len = pad_token_id, max_slots, max_len
+        self.prefill_tokens = prefill_tokens
+        self.kv = SlotKV(self.model.config, max_slots, max_len, self.dtype, self.device)
+        self.slots = [_Slot() for _ in range(max_slots)]
+        self.waiting: deque[_Request] = deque()
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self._next_rid = 0
+        self._neg = torch.finfo(self.dtype).min
+        self._positions = torch.arange(max_len + 1, device=self.device)
+        # Decode inputs live in fixed tensors so a captured graph reads them where it was recorded.
+        self._tok = torch.full((max_slots, 1), pad_token_id, dtype=torch.long, device=self.device)
+        self._pos = torch.full((max_slots,), max_len, dtype=torch.long, device=self.device)
+        self.use_graphs = cuda_graphs and self.device.type == "cuda"
+        self._graphs: dict[tuple[int, int], tuple[torch.cuda.CUDAGraph, torch.Tensor] | None] = {}
+        self._graph_pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+        if self.device.type == "cuda":
+            torch.backends.cuda.enable_cudnn_sdp(False)  # see TransformersEngine
+        # For benches and tests: decode steps run, rows decoded over them, prompt tokens run,
+        # requests admitted while others were decoding.
+        self.decode_steps = self.decoded_rows = self.prefilled_tokens = self.joined_running = 0
+
+    # --- Engine ------------------------------------------------------------------------------
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        rids = [self.submit(p, params) for p in prompts]
+        done: dict[int, Completion] = {}
+        while len(done) < len(rids):
+            done.update(self.step())
+        return [done[r] for r in rids]
+
+    def sync_weights(self, model) -> None:
+        load_weights_into(self.model, model)
+        for slot in self.slots:  # keys and values of the old weights
+            slot.cached = []
+
+    # --- continuous batching -----------------------------------------------------------------
+
+    def submit(self, prompt: list[int], params: SamplingParams) -> int:
+        """Queue one request; its completion comes out of a later `step()` under the returned id."""
+        if not prompt:
+            raise ValueError("cannot sample from an empty prompt")
+        if len(prompt) >= self.max_len:
+            raise ValueError(f"prompt of {len(prompt)} tokens does not fit the engine's "
+                             f"max_len of {self.max_len}")
+        self._next_rid += 1
+        self.waiting.append(_Request(self._next_rid, list(prompt), params))
+        return self._next_rid
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting) or any(s.request for s in self.slots)
+
+    def reset(self) -> None:
+        """Drop every queued and running request (after an error mid-step)."""
+        self.waiting.clear()
+        for slot in self.slots:
+            if slot.request is not None:
+                slot.request, slot.cached = None, []
+
+    @torch.no_grad()
+    def step(self, max_decode_steps: int = 8) -> list[tuple[int, Completion]]:
+        """Admit waiting requests into free slots, then decode until one finishes (or for
+        `max_decode_steps`): the (id, completion) pairs that finished."""
+        finished = self._admit()
+        for _ in range(max_decode_steps):
+            if finished or not any(s.request for s in self.slots):
+                break
+            finished += self._decode_once()
+        return finished
+
+    # --- admission and prefill ---------------------------------------------------------------
+
+    def _admit(self) -> list[tuple[int, Completion]]:
+        free = [i for i, s in enumerate(self.slots) if s.request is None]
+        running = len(self.slots) - len(free)
+        admitted: list[tuple[int, int]] = []  # (slot, tokens already there)
+        while self.waiting and free:
+            req = self.waiting.popleft()
+            reuse = [reusable_len(self.slots[i].cached, req.prompt) for i in free]
+            best = max(range(len(free)), key=lambda j: (reuse[j], -j))
+            j = best if reuse[best] >= MIN_REUSE else 0  # else the lowest free slot
+            slot = free.pop(j)
+            self.slots[slot].request = req
+            admitted.append((slot, reuse[j] if reuse[j] >= MIN_REUSE else 0))
+        if not admitted:
+            return []
+        if running:
+            self.joined_running += len(admitted)
+        logits = self._prefill_admitted(admitted)
+        finished = []
+        by_params: dict[SamplingParams, list[int]] = {}
+        for k, (slot, _) in enumerate(admitted):
+            by_params.setdefault(self.slots[slot].request.params, []).append(k)
+        for params, ks in by_params.items():
+            tok, logp = sample_next(logits[ks], params, self.generator)
+            for k, t, lp in zip(ks, tok.tolist(), logp.tolist()):
+                slot = admitted[k][0]
+                self.slots[slot].pos = len(self.slots[slot].request.prompt)
+                finished += self._take(slot, t, lp)
+        return finished
+
+    def _prefill_admitted(self, admitted: list[tuple[int, int]]) -> torch.Tensor:
+        """Fill each admitted slot's keys and values for its prompt: (K, V) last-token logits."""
+        # Identical prompts (a group's rollouts) run once, in their first slot.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, (slot, _) in enumerate(admitted):
+            groups.setdefault(tuple(self.slots[slot].request.prompt), []).append(k)
+        firsts = [ks[0] for ks in groups.values()]
+        starts = {k: admitted[k][1] for k in firsts}
+        prompts = {k: self.slots[admitted[k][0]].request.prompt for k in firsts}
+
+        # A head all new prompts share (beyond what their slots hold) runs once, then is copied.
+        todo = [k for k in firsts if starts[k] < len(prompts[k]) - 1]
+        if len(todo) > 1:
+            head = min(common_prefix_len([prompts[k] for k in todo]),
+                       min(len(prompts[k]) for k in todo) - 1)
+            needing = [k for k in todo if starts[k] < head]
+            if head >= MIN_REUSE and len(needing) > 1:
+                donor = min(needing, key=lambda k: starts[k])
+                d_slot = admitted[donor][0]
+                self._prefill([(d_slot, prompts[donor][starts[donor]:head], starts[donor])])
+                self.kv.copy_prefix(d_slot, [admitted[k][0] for k in needing if k != donor], head)
+                for k in needing:
+                    starts[k] = head
+
+        # Each distinct prompt's remainder, in chunks of at most `prefill_tokens` padded tokens.
+        jobs = sorted(firsts, key=lambda k: len(prompts[k]) - starts[k])
+        last_logits: dict[int, torch.Tensor] = {}
+        chunk: list[int] = []
+        for k in jobs + [None]:
+            width = 0 if k is None else len(prompts[k]) - starts[k]
+            if chunk and (k is None or (len(chunk) + 1) * width > self.prefill_tokens):
+                out = self._prefill([(admitted[c][0], prompts[c][starts[c]:], starts[c]) for c in chunk])
+                last_logits.update(zip(chunk, out))
+                chunk = []
+            if k is not None:
+                chunk.append(k)
+
+        logits = []
+        for ks in groups.values():
+            first_slot = admitted[ks[0]][0]
+            n = len(prompts[ks[0]])
+            self.kv.copy_prefix(first_slot, [admitted[k][0] for k in ks[1:]], n)
+            for k in ks:
+                self.slots[admitted[k][0]].cached = list(prompts[ks[0]])
+        out = torch.empty((len(admitted), self._head.out_features), device=self.device,
+                          dtype=torch.float32)
+        for ks in groups.values():
+            out[ks] = last_logits[ks[0]].float()
+        return out
+
+    def _prefill(self, rows: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """Run (slot, new tokens, position of the first) through the model, writing their keys
+        and values: the logits after each row's last token, (K, V)."""
+        K, Q = len(rows), max(len(toks) for _, toks, _ in rows)
+        self.prefilled_tokens += sum(len(toks) for _, toks, _ in rows)
+        ids = torch.full((K, Q), self.pad_token_id, dtype=torch.long)
+        positions = torch.zeros((K, Q), dtype=torch.long)
+        write = torch.full((K, Q), self.kv.scratch, dtype=torch.long)
+        for r, (_, toks, start) in enumerate(rows):
+            n = len(toks)
+            ids[r, :n] = torch.tensor(toks)
+            positions[r] = torch.arange(start, start + Q)
+            write[r, :n] = positions[r, :n]
+        ids, positions, write = ids.to(self.device), positions.to(self.device), write.to(self.device)
+        length = max(start + len(toks) for _, toks, start in rows)
+        visible = positions[:, :, None] >= self._positions[:length][None, None, :]  # (K, Q, L)
+        mask = torch.where(visible, 0.0, self._neg).to(self.dtype)[:, None]
+        rows_t = torch.tensor([slot for slot, _, _ in rows], device=self.device)
+        hidden = self._forward(ids, positions, mask, self.kv.for_prefill(rows_t, write, length))
+        last = torch.tensor([len(toks) - 1 for _, toks, _ in rows], device=self.device)
+        return self._head(hidden[torch.arange(K, device=self.device), last])
+
+    def _forward(self, ids_BQ, positions_BQ, mask_B1QL, kv: SlotKV) -> torch.Tensor:
+        hidden = self._embed(ids_BQ)
+        rope = self._rotary(hidden, positions_BQ)
+        for layer in self._layers:
+            hidden = layer(hidden, attention_mask=mask_B1QL, position_ids=positions_BQ,
+                           past_key_values=kv, use_cache=True, position_embeddings=rope)
+            if isinstance(hidden, tuple):  # older transformers return (hidden, …)
+                hidden = hidden[0]
+        return self._norm(hidden)
+
+    # --- decoding ----------------------------------------------------------------------------
+
+    def _decode_once(self) -> list[tuple[int, Completion]]:
+        active = [i for i, s in enumerate(self.slots) if s.request is not None]
+        b = bucket(active[-1] + 1, BATCH_BUCKETS, self.max_slots)
+        length = bucket(max(self.slots[i].pos for i in active) + 1, LENGTH_BUCKETS, self.max_len)
+        toks = [self.pad_token_id] * b
+        pos = [self.kv.scratch] * b
+        for i in active:
+            toks[i], pos[i] = self.slots[i].next_token, self.slots[i].pos
+        self._tok[:b, 0].copy_(torch.tensor(toks))
+        self._pos[:b].copy_(torch.tensor(pos))
+        logits = self._run_decode(b, length)
+        self.decode_steps += 1
+        self.decoded_rows += len(active)
+        finished = []
+        by_params: dict[SamplingParams, list[int]] = {}
+        for i in active:
+            by_params.setdefault(self.slots[i].request.params, []).append(i)
+        for params, rows in by_params.items():
+            tok, logp = sample_next(logits[rows], params, self.generator)
+            for i, t, lp in zip(rows, tok.tolist(), logp.tolist()):
+                self.slots[i].pos += 1  # the fed token's keys/values are now in place
+                finished += self._take(i, t, lp)
+        return finished
+
+    def _decode_step(self, b: int, length: int) -> torch.Tensor:
+        """One token for slots [0, b) attending to [0, length): logits (b, V). Shapes and
+        addresses depend only on (b, length), so this is what a CUDA graph records."""
+        pos = self._pos[:b]
+        visible = self._positions[:length][None, :] <= pos[:, None]
+        mask = torch.where(visible, 0.0, self._neg).to(self.dtype)[:, None, None, :]
+        hidden = self._forward(self._tok[:b], pos[:, None], mask, self.kv.for_decode(pos, length))
+        return self._head(hidden[:, -1])
+
+    def _run_decode(self, b: int, length: int) -> torch.Tensor:
+        if not self.use_graphs:
+            return self._decode_step(b, length)
+        key = (b, length)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(b, length)
+        captured = self._graphs[key]
+        if captured is None:  # capture failed once: this shape runs eagerly
+            return self._decode_step(b, length)
+        graph, logits = captured
+        graph.replay()
+        return logits
+
+    def _capture(self, b: int, length: int):
+        """Record the decode step for (b, length). Warm-up runs write the same keys/values the
+        replay will (same tokens, same positions), so they change nothing."""
+        try:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._decode_step(b, length)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self._graph_pool):
+                logits = self._decode_step(b, length)
+            return graph, logits
+        except Exception as e:  # noqa: BLE001 - fall back to eager for this shape, loudly
+            warnings.warn(f"CUDA graph capture failed for batch {b} × length {length} "
+                          f"({type(e).__name__}: {e}); running it eagerly", stacklevel=2)
+            torch.cuda.synchronize()
+            return None
+
+    def _take(self, slot: int, token: int, logprob: float) -> list[tuple[int, Completion]]:
+        """Record a sampled token; free the slot when the request is done."""
+        s = self.slots[slot]
+        req = s.request
+        req.tokens.append(token)
+        req.logprobs.append(logprob)
+        s.next_token = token
+        stopped = token in req.params.stop_token_ids
+        if not stopped and len(req.tokens) < req.params.max_new_tokens and s.pos < self.max_len:
+            return []
+        s.cached = req.prompt + req.tokens[:-1]  # the last token was never fed
+        s.request = None
+        return [(req.rid, Completion(token_ids=req.tokens, logprobs=req.logprobs,
+                                     finish_reason="stop" if stopped else "length"))]
