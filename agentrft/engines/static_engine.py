@@ -301,8 +301,7 @@ class StaticEngine(Engine):
         for k, (slot, _) in enumerate(admitted):
             by_params.setdefault(self.slots[slot].request.params, []).append(k)
         for params, ks in by_params.items():
-            tok, logp = sample_next(logits[ks], params, self.generator)
-            for k, t, lp in zip(ks, tok.tolist(), logp.tolist()):
+            for k, t, lp in zip(ks, *self._sample(logits, ks, params)):
                 slot = admitted[k][0]
                 self.slots[slot].pos = len(self.slots[slot].request.prompt)
                 finished += self._take(slot, t, lp)
@@ -410,11 +409,19 @@ class StaticEngine(Engine):
         for i in active:
             by_params.setdefault(self.slots[i].request.params, []).append(i)
         for params, rows in by_params.items():
-            tok, logp = sample_next(logits[rows], params, self.generator)
-            for i, t, lp in zip(rows, tok.tolist(), logp.tolist()):
+            for i, t, lp in zip(rows, *self._sample(logits, rows, params)):
                 self.slots[i].pos += 1  # the fed token's keys/values are now in place
                 finished += self._take(i, t, lp)
         return finished
+
+    def _sample(self, logits: torch.Tensor, rows: list[int], params: SamplingParams):
+        """(tokens, log-probs) as lists for logits[rows]: one device-to-host copy."""
+        if rows != list(range(len(logits))):  # usually every row of the bucket decodes
+            logits = logits[torch.tensor(rows, device=logits.device)]
+        tok, logp = sample_next(logits, params, self.generator)
+        # Token ids are exact in float64; one transfer instead of two.
+        both = torch.stack([tok.double(), logp.double()]).tolist()
+        return [int(t) for t in both[0]], both[1]
 
     def _decode_step(self, b: int, length: int) -> torch.Tensor:
         """One token for slots [0, b) attending to [0, length): logits (b, V). Shapes and
