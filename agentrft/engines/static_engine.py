@@ -14,10 +14,11 @@ small kernels per layer launched from Python. Here instead:
   everything its last turn saw and wrote, so it takes that slot back and prefills only the
   tool's output. Within one admission, identical prompts (a group's rollouts) are prefilled
   once and copied, and a head that every new prompt shares (system prompt, tools) once.
-- **Static shapes.** A decode step over slots [0, b) attends to positions [0, L), with (b, L)
-  rounded up to a few buckets; rows not decoding write to a scratch position. Every step of a
-  bucket has the same shapes and addresses, so on CUDA it is captured once as a CUDA graph and
-  replayed: one launch per step instead of hundreds.
+- **Static shapes.** A decode step over slots [0, b) attends to positions [0, L); rows not
+  decoding write to a scratch position. With CUDA graphs (b, L) is rounded up to a few
+  buckets: every step of a bucket has the same shapes and addresses, so it is captured once
+  as a CUDA graph and replayed, one launch per step instead of hundreds. Without graphs (CPU)
+  the exact sizes run.
 - **Own weights.** The engine samples from its own plain copy of the policy (LoRA folded in,
   bf16 on CUDA), refreshed in place by `sync_weights` after each update, which also forgets
   every cached prefix (its keys were computed with the old weights).
@@ -393,8 +394,10 @@ class StaticEngine(Engine):
 
     def _decode_once(self) -> list[tuple[int, Completion]]:
         active = [i for i, s in enumerate(self.slots) if s.request is not None]
-        b = bucket(active[-1] + 1, BATCH_BUCKETS, self.max_slots)
-        length = bucket(max(self.slots[i].pos for i in active) + 1, LENGTH_BUCKETS, self.max_len)
+        b, length = active[-1] + 1, max(self.slots[i].pos for i in active) + 1
+        if self.use_graphs:  # few shapes, so few graphs; eager runs the exact sizes
+            b = bucket(b, BATCH_BUCKETS, self.max_slots)
+            length = bucket(length, LENGTH_BUCKETS, self.max_len)
         toks = [self.pad_token_id] * b
         pos = [self.kv.scratch] * b
         for i in active:
