@@ -8,8 +8,9 @@ import torch
 
 from agentrft.errors import SpecError
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, backbone_and_head, collate, token_logprobs
-from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, precision_for
+from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, token_logprobs
+from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches, \
+    precision_for
 from agentrft.train.shared_prefix import SharedPrefix, shared_head_len
 from tests.test_shared_prefix import sequences as prefix_sequences
 from tests.tiny_model import PAD_ID, tiny_llama
@@ -91,7 +92,7 @@ def tiny(lora: bool):
     return model
 
 
-def logprobs_and_grads(model, seqs, *, shared_prefix: bool, checkpointing: bool):
+def logprobs_and_grads(model, seqs, *, shared_prefix: bool, checkpointing: bool, packed: bool = False):
     """Trained log-probs of `seqs` and every trainable weight's gradient, over two micro-batches
     (and a shared head when asked), as `Policy.update` computes them."""
     model.zero_grad(set_to_none=True)
@@ -102,7 +103,7 @@ def logprobs_and_grads(model, seqs, *, shared_prefix: bool, checkpointing: bool)
         tails = [TrainSequence(s.token_ids[n:], s.mask[n:], s.advantage) for s in seqs]
         for chunk in (tails[:2], tails[2:]):
             batch = collate(chunk, PAD_ID)
-            logp = token_logprobs(model, batch, prefix=prefix)
+            logp = token_logprobs(model, batch, prefix=prefix, packed=packed)
             (logp * batch.advantages_B[:, None]).sum().backward()
             got.extend(logp[b][batch.loss_mask_BT[b].bool()].detach() for b in range(len(chunk)))
         if prefix is not None:
@@ -156,3 +157,42 @@ def test_policy_update_with_checkpointing_and_bf16(tiny_model_dir):
     stats = policy.update(tokenizer_sequences())
     assert stats["grad_norm"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(policy.model.parameters(), before))
+
+
+# --- packed micro-batches -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("lora", [False, True])
+@pytest.mark.parametrize("shared_prefix", [False, True])
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_micro_batches_give_the_padded_logprobs_and_gradients(lora, shared_prefix, attention):
+    model = tiny(lora)
+    backbone = backbone_and_head(model)[0]
+    backbone.config._attn_implementation = attention
+    assert can_pack(backbone)
+    want_logp, want_grads = logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
+                                               checkpointing=False)
+    got_logp, got_grads = logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
+                                             checkpointing=False, packed=True)
+    assert torch.allclose(got_logp, want_logp, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5), (g - w).abs().max()
+
+
+def test_packed_rows_cap_real_tokens_not_padded_ones():
+    seqs = [TrainSequence([5] * n, [0] * n, 0.0) for n in (10, 20, 30, 40)]
+    padded = micro_batches(seqs, max_seqs=8, max_tokens=70)
+    packed = micro_batches(seqs, max_seqs=8, max_tokens=70, packed=True)
+    assert [len(c) for c in padded] == [2, 1, 1]  # 2 × 20 padded; 3 × 30 would be 90
+    assert [len(c) for c in packed] == [3, 1]  # 10 + 20 + 30 real tokens
+
+
+def test_a_packed_update_equals_a_padded_one(tiny_model_dir):
+    stats = {}
+    for pack in (False, True):
+        hp = Hyperparameters(finetune="full", micro_batch_size=3, micro_batch_tokens=200,
+                             pack_sequences=pack)
+        policy = Policy(str(tiny_model_dir), hp)
+        assert policy.packed == pack
+        stats[pack] = policy.update(tokenizer_sequences())
+    assert stats[True]["loss"] == pytest.approx(stats[False]["loss"], rel=1e-5)
+    assert stats[True]["grad_norm"] == pytest.approx(stats[False]["grad_norm"], rel=1e-5)

@@ -149,8 +149,8 @@ class Hyperparameters(BaseModel):
     max_new_tokens: int = Field(default=128, ge=1)  # per assistant turn
     max_rollout_tokens: int = Field(default=2048, ge=16)  # prompt + everything appended
     micro_batch_size: int = Field(default=8, ge=1)  # sequences per forward/backward, at most
-    # …and at most this many (padded) tokens: activations for backward grow with tokens, ~1.3 MB
-    # a token for SmolLM2-135M in fp32. A longer sequence runs alone.
+    # …and at most this many tokens (real ones when packed, else padded): activations for backward
+    # grow with tokens, ~1.3 MB a token for SmolLM2-135M in fp32. A longer sequence runs alone.
     micro_batch_tokens: int = Field(default=2048, ge=16)
     # auto: bf16 autocast on CUDA, fp32 elsewhere. bf16 keeps fp32 weights for all that trains
     # (full fine-tuning loads fp32; LoRA's frozen base is bf16, its adapters fp32).
@@ -158,6 +158,10 @@ class Hyperparameters(BaseModel):
     # Recompute each decoder layer's activations in backward instead of keeping them: about a
     # third more compute for a fraction of the activation memory (longer micro-batches fit).
     gradient_checkpointing: bool = False
+    # Run a micro-batch's sequences as one row with a block-diagonal mask instead of padding
+    # them (exact; supported decoders only, see loss.can_pack). No padded compute, but the mask
+    # is dense: attention runs over the whole row, pairs across sequences included.
+    pack_sequences: bool = True
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget
     turn_penalty: float = Field(default=0.0, ge=0)  # reward cost per turn beyond soft_max_turns

@@ -1,7 +1,9 @@
 """Sequences for training, their token log-probabilities and the clipped policy-gradient loss.
 
 Shapes: B sequences, T tokens. `targets_BT[b, t] = ids[b, t + 1]`; the loss mask is shifted the
-same way, so position t carries loss iff the model wrote token t + 1.
+same way, so position t carries loss iff the model wrote token t + 1. A micro-batch is collated
+right-padded; `token_logprobs(..., packed=True)` runs its N real tokens as one row instead
+(`_packed_hidden`) and hands back the same padded (B, T-1) log-probs.
 """
 
 from __future__ import annotations
@@ -53,31 +55,27 @@ LOGIT_CHUNK = 1024
 
 
 def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0, *,
-                   prefix=None) -> torch.Tensor:
+                   prefix=None, packed: bool = False) -> torch.Tensor:
     """log p(target) under logits / temperature (as sampled), (B, T-1), float32.
 
     Only positions with loss are computed (zeros elsewhere): a rollout is mostly prompt and
     tool output, and the output projection over the vocabulary is the largest tensor in
     training. Models whose backbone and output head we cannot split fall back to full logits.
-    With `prefix` (a `SharedPrefix`), the batch holds what follows that prefix in each sequence."""
+    With `prefix` (a `SharedPrefix`), the batch holds what follows that prefix in each sequence.
+    With `packed` (and a backbone that `can_pack`), the sequences run as one row, no padding."""
     split = backbone_and_head(model)
     if split is None:
         assert prefix is None, "a shared prefix needs a model split into backbone and head"
         logits = model(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT).logits[:, :-1]
         return _logprobs_of(logits, batch.targets_BT, temperature) * batch.loss_mask_BT
     backbone, head = split
-    if prefix is None:
-        hidden_BTD = backbone(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT,
-                              use_cache=False).last_hidden_state[:, :-1]
-    else:
-        B, T = batch.input_ids_BT.shape
-        attn = torch.cat([batch.attention_BT.new_ones((B, prefix.length)), batch.attention_BT], 1)
-        positions = torch.arange(prefix.length, prefix.length + T, device=attn.device).expand(B, T)
-        hidden_BTD = backbone(input_ids=batch.input_ids_BT, attention_mask=attn,
-                              position_ids=positions, past_key_values=prefix.cache_for(B),
-                              use_cache=True).last_hidden_state[:, :-1]
     b_idx, t_idx = batch.loss_mask_BT.nonzero(as_tuple=True)
-    hidden_ND, targets_N = hidden_BTD[b_idx, t_idx], batch.targets_BT[b_idx, t_idx]
+    if packed and can_pack(backbone):
+        hidden_ND, starts_B = _packed_hidden(backbone, batch, prefix)
+        hidden_ND = hidden_ND[starts_B[b_idx] + t_idx]
+    else:
+        hidden_ND = _padded_hidden(backbone, batch, prefix)[b_idx, t_idx]
+    targets_N = batch.targets_BT[b_idx, t_idx]
     chunks = []
     for i in range(0, len(targets_N), LOGIT_CHUNK):
         h, t = hidden_ND[i:i + LOGIT_CHUNK], targets_N[i:i + LOGIT_CHUNK]
@@ -85,10 +83,63 @@ def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0, *,
             chunks.append(checkpoint(_head_logprobs, head, h, t, temperature, use_reentrant=False))
         else:
             chunks.append(_head_logprobs(head, h, t, temperature))
-    out = torch.zeros(batch.targets_BT.shape, dtype=torch.float32, device=hidden_BTD.device)
+    out = torch.zeros(batch.targets_BT.shape, dtype=torch.float32, device=hidden_ND.device)
     if not chunks:
         return out
     return out.index_put((b_idx, t_idx), torch.cat(chunks))
+
+
+def _padded_hidden(backbone, batch: MicroBatch, prefix) -> torch.Tensor:
+    """Last hidden states (B, T, D) of the right-padded batch."""
+    if prefix is None:
+        return backbone(input_ids=batch.input_ids_BT, attention_mask=batch.attention_BT,
+                        use_cache=False).last_hidden_state
+    B, T = batch.input_ids_BT.shape
+    attn = torch.cat([batch.attention_BT.new_ones((B, prefix.length)), batch.attention_BT], 1)
+    positions = torch.arange(prefix.length, prefix.length + T, device=attn.device).expand(B, T)
+    return backbone(input_ids=batch.input_ids_BT, attention_mask=attn, position_ids=positions,
+                    past_key_values=prefix.cache_for(B), use_cache=True).last_hidden_state
+
+
+# Decoders whose forward hands a 4D mask to attention as given and whose attention is all full
+# (no sliding window), so a packed row with our own mask computes what separate rows would.
+PACKABLE_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
+
+
+def can_pack(backbone) -> bool:
+    config = getattr(backbone, "config", None)
+    if getattr(config, "model_type", None) not in PACKABLE_MODEL_TYPES:
+        return False
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
+        return False  # flash-attention kernels take no 4D mask
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return all(t == "full_attention" for t in layer_types)
+    return getattr(config, "sliding_window", None) is None
+
+
+def _packed_hidden(backbone, batch: MicroBatch, prefix) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden states (N, D) of the batch's N real tokens run as one row, and the index in
+    that row where each sequence starts (B,). Each sequence attends causally to itself (and to the
+    whole prefix), never to another: a block-diagonal mask, positions restarting per sequence."""
+    device = batch.input_ids_BT.device
+    lengths_B = batch.attention_BT.sum(1)
+    starts_B = torch.cumsum(lengths_B, 0) - lengths_B
+    ids_N = batch.input_ids_BT[batch.attention_BT.bool()]  # right-padded: sequence after sequence
+    seq_N = torch.repeat_interleave(torch.arange(len(lengths_B), device=device), lengths_B)
+    pos_N = torch.arange(len(ids_N), device=device) - starts_B[seq_N]
+    allowed_NN = (seq_N[:, None] == seq_N[None, :]) & (pos_N[:, None] >= pos_N[None, :])
+    P = 0 if prefix is None else prefix.length
+    if P:
+        allowed_NN = torch.cat([allowed_NN.new_ones((len(ids_N), P)), allowed_NN], 1)  # (N, P + N)
+    mask = allowed_NN[None, None]
+    if backbone.config._attn_implementation == "eager":  # eager adds the mask to the scores
+        dtype = backbone.get_input_embeddings().weight.dtype
+        mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
+    hidden = backbone(input_ids=ids_N[None], attention_mask=mask, position_ids=(pos_N + P)[None],
+                      past_key_values=None if prefix is None else prefix.cache_for(1),
+                      use_cache=prefix is not None).last_hidden_state
+    return hidden[0], starts_B
 
 
 def backbone_and_head(model):

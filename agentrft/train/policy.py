@@ -9,7 +9,8 @@ state; with bf16 (the default on CUDA) the forward runs under bf16 autocast, and
 base is stored in bf16. Log-probabilities for the loss are always fp32.
 
 `gradient_checkpointing` recomputes each decoder layer in backward (`checkpointed_layers`),
-compatible with the shared prefix.
+compatible with the shared prefix. `pack_sequences` (on by default where `loss.can_pack`) runs
+each micro-batch as one unpadded row, so `micro_batch_tokens` counts real tokens.
 """
 
 from __future__ import annotations
@@ -28,20 +29,24 @@ from agentrft.errors import SpecError
 
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, backbone_and_head, collate, policy_loss_sum, \
-    token_logprobs
+from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, \
+    policy_loss_sum, token_logprobs
 from agentrft.train.shared_prefix import MIN_SHARED_TOKENS, SharedPrefix, shared_head_len
 
 CHECKPOINT_META = "agentrft_checkpoint.json"
 
 
-def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int) -> list[list[TrainSequence]]:
+def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int, *,
+                  packed: bool = False) -> list[list[TrainSequence]]:
     """Consecutive groups of `seqs` (sorted by length, so the newest is the longest) of at most
-    `max_seqs` sequences and `max_tokens` padded tokens; a sequence over `max_tokens` is alone."""
+    `max_seqs` sequences and `max_tokens` tokens: padded ones, or with `packed` real ones (the
+    sequences run as one row). A sequence over `max_tokens` is alone."""
     out: list[list[TrainSequence]] = []
     for s in seqs:
-        last = out[-1] if out else None
-        if last and len(last) < max_seqs and (len(last) + 1) * len(s.token_ids) <= max_tokens:
+        last = out[-1] if out else []
+        n = len(s.token_ids)
+        tokens = sum(len(x.token_ids) for x in last) + n if packed else (len(last) + 1) * n
+        if last and len(last) < max_seqs and tokens <= max_tokens:
             last.append(s)
         else:
             out.append([s])
@@ -123,6 +128,8 @@ class Policy:
             raise SpecError(f"{model_ref}: no decoder layers found to checkpoint",
                             field="method.reinforcement.hyperparameters.gradient_checkpointing")
         self.model = model
+        split = backbone_and_head(model)
+        self.packed = hp.pack_sequences and split is not None and can_pack(split[0])
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, betas=(0.9, 0.99),
                                            weight_decay=0.0)
@@ -136,9 +143,9 @@ class Policy:
             return None
         with torch.no_grad(), self.precision.autocast(self.device):
             if self.reference is not None:
-                return token_logprobs(self.reference, batch, self.hp.temperature)
+                return token_logprobs(self.reference, batch, self.hp.temperature, packed=self.packed)
             with self.model.disable_adapter():
-                return token_logprobs(self.model, batch, self.hp.temperature)
+                return token_logprobs(self.model, batch, self.hp.temperature, packed=self.packed)
 
     def _shared_prefix(self, seqs: list[TrainSequence], autocast):
         """(SharedPrefix, the sequences without it) when they share a long untrained head, else
@@ -172,11 +179,13 @@ class Policy:
         loss_total, clip_sum, kl_sum, mismatch_sum, mismatch_n = 0.0, 0.0, 0.0, 0.0, 0
         autocast = self.precision.autocast(self.device)
         prefix, seqs = self._shared_prefix(seqs, autocast)
-        for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens):
+        for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens,
+                                   packed=self.packed):
             batch = collate(chunk, self.pad_id, self.device)
             ref = self._reference_logprobs(batch)
             with autocast:
-                logp = token_logprobs(self.model, batch, self.hp.temperature, prefix=prefix)
+                logp = token_logprobs(self.model, batch, self.hp.temperature, prefix=prefix,
+                                      packed=self.packed)
             loss_sum, stats = policy_loss_sum(logp, logp.detach(), batch, clip_epsilon=self.hp.clip_epsilon,
                                               ref_logp_BT=ref, kl_coef=self.hp.kl_coef)
             (loss_sum / total).backward()
