@@ -114,12 +114,13 @@ def logprobs_and_grads(model, seqs, *, shared_prefix: bool, checkpointing: bool,
 
 @pytest.mark.parametrize("lora", [False, True])
 @pytest.mark.parametrize("shared_prefix", [False, True])
-def test_checkpointing_gives_the_same_logprobs_and_gradients(lora, shared_prefix):
+@pytest.mark.parametrize("packed", [False, True])
+def test_checkpointing_gives_the_same_logprobs_and_gradients(lora, shared_prefix, packed):
     model = tiny(lora)
     want_logp, want_grads = logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
-                                               checkpointing=False)
+                                               checkpointing=False, packed=packed)
     got_logp, got_grads = logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
-                                             checkpointing=True)
+                                             checkpointing=True, packed=packed)
     assert torch.allclose(got_logp, want_logp, rtol=1e-5, atol=1e-6)
     assert len(got_grads) == len(want_grads) and all(g.abs().sum() > 0 for g in got_grads)
     for g, w in zip(got_grads, want_grads):

@@ -70,7 +70,9 @@ def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0, *,
         return _logprobs_of(logits, batch.targets_BT, temperature) * batch.loss_mask_BT
     backbone, head = split
     b_idx, t_idx = batch.loss_mask_BT.nonzero(as_tuple=True)
-    if packed and can_pack(backbone):
+    # One sequence gains nothing from packing, and unpadded without a prefix it needs no mask at
+    # all (sdpa's causal kernels).
+    if packed and len(batch.input_ids_BT) > 1 and can_pack(backbone):
         hidden_ND, starts_B = _packed_hidden(backbone, batch, prefix)
         hidden_ND = hidden_ND[starts_B[b_idx] + t_idx]
     else:
