@@ -197,3 +197,17 @@ def test_a_packed_update_equals_a_padded_one(tiny_model_dir):
         stats[pack] = policy.update(tokenizer_sequences())
     assert stats[True]["loss"] == pytest.approx(stats[False]["loss"], rel=1e-5)
     assert stats[True]["grad_norm"] == pytest.approx(stats[False]["grad_norm"], rel=1e-5)
+
+
+def test_packing_is_chosen_only_where_it_saves_compute():
+    from transformers import LlamaConfig
+
+    from agentrft.train.loss import packing_pays
+
+    smollm = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_heads=9,
+                         num_key_value_heads=3, num_hidden_layers=30)
+    assert not packing_pays([256] * 4, 0, smollm)  # equal lengths: nothing to save
+    assert packing_pays([50, 300, 310, 320], 0, smollm)  # one short row: its padding costs more
+    assert packing_pays([100, 400], 950, smollm)
+    assert not packing_pays([380, 400, 410, 420], 950, smollm)
+    assert not packing_pays([700], 0, smollm)

@@ -160,7 +160,8 @@ class Hyperparameters(BaseModel):
     gradient_checkpointing: bool = False
     # Run a micro-batch's sequences as one row with a block-diagonal mask instead of padding
     # them (exact; supported decoders only, see loss.can_pack). No padded compute, but the mask
-    # is dense: attention runs over the whole row, pairs across sequences included.
+    # is dense: attention runs over the whole row, pairs across sequences included, so each
+    # micro-batch is packed only where that costs fewer FLOPs (loss.packing_pays).
     pack_sequences: bool = True
     reasoning_token_penalty: float = Field(default=0.0, ge=0)  # reward cost per reasoning token
     budget_exceeded_penalty: float = Field(default=0.0, ge=0)  # reward cost for hitting the tool budget

@@ -108,6 +108,26 @@ def _padded_hidden(backbone, batch: MicroBatch, prefix) -> torch.Tensor:
 PACKABLE_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
 
 
+def packing_pays(lengths: list[int], prefix_len: int, config) -> bool:
+    """Whether one packed row costs fewer FLOPs than the padded batch. The mask of a packed row
+    is dense, so its attention covers every pair of its N tokens (N × (P + N) scores) where
+    padded rows cover B × T × (P + T), but its linear layers see N tokens instead of B × T.
+    Sorted sequences of similar length pad little, and then packing only adds attention
+    (measured on CPU, 4 × 256 tokens: 6.0 s packed, 4.4 s padded)."""
+    if len(lengths) < 2:
+        return False
+    d = config.hidden_size
+    kv = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
+    # per token and layer: q/o projections, k/v projections, the gated MLP (multiply-adds × 2)
+    linear = 2 * (2 * d * d + 2 * d * kv * head_dim + 3 * d * config.intermediate_size)
+    attention = 4 * config.num_attention_heads * head_dim  # per key: QK^T and AV
+    n, b, t = sum(lengths), len(lengths), max(lengths)
+    packed = n * (linear + attention * (prefix_len + n))
+    padded = b * t * (linear + attention * (prefix_len + t))
+    return packed < padded
+
+
 def can_pack(backbone) -> bool:
     config = getattr(backbone, "config", None)
     if getattr(config, "model_type", None) not in PACKABLE_MODEL_TYPES:

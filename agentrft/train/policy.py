@@ -29,7 +29,7 @@ from agentrft.errors import SpecError
 
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, \
+from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, packing_pays, \
     policy_loss_sum, token_logprobs
 from agentrft.train.shared_prefix import MIN_SHARED_TOKENS, SharedPrefix, shared_head_len
 
@@ -138,14 +138,14 @@ class Policy:
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
 
-    def _reference_logprobs(self, batch) -> torch.Tensor | None:
+    def _reference_logprobs(self, batch, packed: bool) -> torch.Tensor | None:
         if self.hp.kl_coef <= 0:
             return None
         with torch.no_grad(), self.precision.autocast(self.device):
             if self.reference is not None:
-                return token_logprobs(self.reference, batch, self.hp.temperature, packed=self.packed)
+                return token_logprobs(self.reference, batch, self.hp.temperature, packed=packed)
             with self.model.disable_adapter():
-                return token_logprobs(self.model, batch, self.hp.temperature, packed=self.packed)
+                return token_logprobs(self.model, batch, self.hp.temperature, packed=packed)
 
     def _shared_prefix(self, seqs: list[TrainSequence], autocast):
         """(SharedPrefix, the sequences without it) when they share a long untrained head, else
@@ -182,10 +182,12 @@ class Policy:
         for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens,
                                    packed=self.packed):
             batch = collate(chunk, self.pad_id, self.device)
-            ref = self._reference_logprobs(batch)
+            packed = self.packed and packing_pays([len(s.token_ids) for s in chunk],
+                                                  prefix.length if prefix else 0, self.model.config)
+            ref = self._reference_logprobs(batch, packed)
             with autocast:
                 logp = token_logprobs(self.model, batch, self.hp.temperature, prefix=prefix,
-                                      packed=self.packed)
+                                      packed=packed)
             loss_sum, stats = policy_loss_sum(logp, logp.detach(), batch, clip_epsilon=self.hp.clip_epsilon,
                                               ref_logp_BT=ref, kl_coef=self.hp.kl_coef)
             (loss_sum / total).backward()
