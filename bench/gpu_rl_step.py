@@ -7,8 +7,8 @@ for P words, G completions each, at most N new tokens, temperature 1, top-p 1, n
 group's rewards almost always differ and every group trains on both sides.
 
 Ours is agentrft's real step, `agentrft.train.loop.Trainer` on a job built here: rollouts
-through the job's engine (the in-process `TransformersEngine` unless `--engine` names
-another type) and the `BatchingSampler`, the `python` grader calling `grade` below, reward
+through the job's default engine for the device (`StaticEngine` on CUDA, `TransformersEngine`
+on CPU; `--engine static|transformers` picks one) and the `BatchingSampler`, the `python` grader calling `grade` below, reward
 shaping, group advantages (`advantage: grpo`), one `Policy.update` (clipped surrogate,
 epsilon 0.2, no KL), rollouts written to rollouts.jsonl. Timed from one step's report to
 the next; the last step also writes the final checkpoint and is left out.
