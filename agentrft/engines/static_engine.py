@@ -175,6 +175,18 @@ def load_weights_into(plain, model) -> None:
         param.copy_(weights[name].detach())
 
 
+def _by_params(params: list[SamplingParams]) -> list[tuple[SamplingParams, list[int]]]:
+    """Indices grouped by sampling parameters. Usually every row shares one object, checked
+    by identity: hashing a frozen dataclass per row per step is a measurable share of a step."""
+    first = params[0]
+    if all(p is first for p in params):
+        return [(first, list(range(len(params))))]
+    groups: dict[SamplingParams, list[int]] = {}
+    for k, p in enumerate(params):
+        groups.setdefault(p, []).append(k)
+    return list(groups.items())
+
+
 @dataclass
 class _Request:
     rid: int
@@ -298,10 +310,7 @@ class StaticEngine(Engine):
             self.joined_running += len(admitted)
         logits = self._prefill_admitted(admitted)
         finished = []
-        by_params: dict[SamplingParams, list[int]] = {}
-        for k, (slot, _) in enumerate(admitted):
-            by_params.setdefault(self.slots[slot].request.params, []).append(k)
-        for params, ks in by_params.items():
+        for params, ks in _by_params([self.slots[slot].request.params for slot, _ in admitted]):
             for k, t, lp in zip(ks, *self._sample(logits, ks, params)):
                 slot = admitted[k][0]
                 self.slots[slot].pos = len(self.slots[slot].request.prompt)
@@ -408,10 +417,8 @@ class StaticEngine(Engine):
         self.decode_steps += 1
         self.decoded_rows += len(active)
         finished = []
-        by_params: dict[SamplingParams, list[int]] = {}
-        for i in active:
-            by_params.setdefault(self.slots[i].request.params, []).append(i)
-        for params, rows in by_params.items():
+        for params, ks in _by_params([self.slots[i].request.params for i in active]):
+            rows = [active[k] for k in ks]
             for i, t, lp in zip(rows, *self._sample(logits, rows, params)):
                 self.slots[i].pos += 1  # the fed token's keys/values are now in place
                 finished += self._take(i, t, lp)
