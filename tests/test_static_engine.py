@@ -241,3 +241,21 @@ def test_a_training_job_samples_with_the_static_engine_and_stays_on_policy(tmp_p
     steps = [m for m in metrics if m["step"] >= 1]
     assert len(steps) == 2 and all(m["trained_sequences"] > 0 for m in steps)
     assert all(m["logprob_mismatch_mean"] < 1e-4 for m in steps), steps
+
+
+def test_build_engine_picks_static_on_cuda_and_sizes_it_from_the_job(tmp_path, tiny_model_dir):
+    from agentrft.engines.build import build_engine, default_engine_type
+    from agentrft.engines.transformers_engine import TransformersEngine
+    from agentrft.models.loading import load_model, load_tokenizer
+    from agentrft.spec.job import EngineDecl
+    from tests.test_train_tiny import make_job
+
+    assert default_engine_type("cuda") == "static" and default_engine_type("cuda:1") == "static"
+    assert default_engine_type("cpu") == "transformers"
+    job = make_job(tmp_path, tiny_model_dir, max_steps=1)
+    model, tokenizer = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
+    assert isinstance(build_engine(job, model, tokenizer, device="cpu"), TransformersEngine)
+    job.rl.engine = EngineDecl(type="static", max_slots=6, cuda_graphs=False)
+    engine = build_engine(job, model, tokenizer, device="cpu")
+    assert isinstance(engine, StaticEngine) and engine.max_slots == 6 and not engine.use_graphs
+    assert engine.max_len == job.hp.max_rollout_tokens + job.hp.max_new_tokens
