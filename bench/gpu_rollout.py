@@ -10,7 +10,8 @@ Rows, all measured in the same run on the same model object:
 - `StaticEngine, eager`: our slots without CUDA graphs (`cuda_graphs=False`);
 - `StaticEngine`: our slots, each decode shape replayed as a CUDA graph.
 
-Each row gets one warm-up call at the same batch size (graph capture and compilation are not
+cuDNN's attention is off for all rows (as `StaticEngine` and `TransformersEngine` set it on
+CUDA). Each row gets one warm-up call at the same batch size (graph capture and compilation are not
 in the timed run; their one-off cost is printed separately). After the timed runs a check
 recomputes the log-probabilities of some of our samples with one plain forward pass in bf16
 and prints the largest and mean difference: the graphs must not change the numbers.
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if device.type == "cuda":
+        # Process-wide, and StaticEngine turns it off when built: off for every row from the
+        # start, so the baselines are not timed under one setting at batch 64, another at 256.
+        torch.backends.cuda.enable_cudnn_sdp(False)
 
     tokenizer = load_tokenizer(MODEL)
     model = load_model(MODEL, device=str(device), dtype=dtype).eval()

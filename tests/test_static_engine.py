@@ -259,3 +259,57 @@ def test_build_engine_picks_static_on_cuda_and_sizes_it_from_the_job(tmp_path, t
     engine = build_engine(job, model, tokenizer, device="cpu")
     assert isinstance(engine, StaticEngine) and engine.max_slots == 6 and not engine.use_graphs
     assert engine.max_len == job.hp.max_rollout_tokens + job.hp.max_new_tokens
+
+
+def gqa_llama(seed: int = 0):
+    """Like tiny_llama, with 4 query heads sharing 2 key/value heads (as SmolLM2's 9 share 3)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=VOCAB_SIZE, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, pad_token_id=PAD_ID, tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    return model.eval()
+
+
+def test_grouped_query_heads_decode_without_repeating_keys():
+    model = gqa_llama()
+    engine = StaticEngine(model, pad_token_id=PAD_ID, max_slots=4, max_len=64)
+    assert engine.model.config._attn_implementation == "agentrft_slots"
+    assert model.config._attn_implementation == "sdpa"  # the policy's own model is untouched
+    prompts = [HEAD + [40 + i] for i in range(5)]
+    outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=8))
+    assert_matches_full_forward(model, prompts, outs, 1.0)
+
+
+def test_slot_attention_equals_attention_over_repeated_keys():
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from agentrft.engines.static_engine import slot_attention
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 6, 1, 8), torch.randn(3, 2, 10, 8), torch.randn(3, 2, 10, 8)
+    mask = torch.zeros(3, 1, 1, 10)
+    mask[0, ..., 7:] = torch.finfo(torch.float32).min  # row 0 sees only 7 keys
+    out, _ = slot_attention(None, q, k, v, mask, scaling=0.3)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, repeat_kv(k, 3), repeat_kv(v, 3),
+                                                           attn_mask=mask, scale=0.3)
+    assert out.shape == (3, 1, 6, 8)
+    assert torch.allclose(out, ref.transpose(1, 2), atol=1e-6)
+
+
+def test_a_straggler_in_a_high_slot_is_moved_down(tiny_model):
+    engine = StaticEngine(tiny_model, pad_token_id=PAD_ID, max_slots=8, max_len=64)
+    rids = [engine.submit([10 + i, 11, 12], SamplingParams(temperature=1.0, max_new_tokens=2))
+            for i in range(7)]
+    straggler = [30, 31, 32, 33]
+    rids.append(engine.submit(straggler, SamplingParams(temperature=1.0, max_new_tokens=20)))
+    done = {}
+    while len(done) < len(rids):
+        done.update(engine.step())
+    assert engine.compactions > 0
+    out = done[rids[-1]]
+    assert_matches_full_forward(tiny_model, [straggler], [out], 1.0)

@@ -73,7 +73,8 @@ def reusable_len(cached: list[int], prompt: list[int]) -> int:
 
 
 class SlotKV:
-    """Keys and values of `slots` sequences of up to `max_len` tokens, a buffer pair per layer,
+    """Keys and values of `slots` sequences of up to `max_len` tokens, in one tensor (layer,
+    key/value, slot, head, position, dim) so that copying a slot's prefix is one operation,
     plus a scratch position (index `max_len`) for rows that have nothing to write.
 
     The attention modules call `update(keys, values, layer)` with the new tokens' states; what
@@ -83,9 +84,10 @@ class SlotKV:
     def __init__(self, config, slots: int, max_len: int, dtype: torch.dtype, device: torch.device):
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        shape = (slots, kv_heads, max_len + 1, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.buf = torch.zeros((config.num_hidden_layers, 2, slots, kv_heads, max_len + 1, head_dim),
+                               dtype=dtype, device=device)
+        self.keys = list(self.buf[:, 0].unbind(0))  # per-layer views
+        self.values = list(self.buf[:, 1].unbind(0))
         self.scratch = max_len
         self._all_rows = torch.arange(slots, device=device)
         self._rows: torch.Tensor | None = None
@@ -117,11 +119,40 @@ class SlotKV:
         return keys[self._rows, :, :n], values[self._rows, :, :n]
 
     def copy_prefix(self, src: int, dsts: list[int], n: int) -> None:
+        """Positions [0, n) of slot `src` into each slot of `dsts`, every layer at once."""
         if not dsts or n <= 0:
             return
-        idx = torch.tensor(dsts, device=self._all_rows.device)
-        for buf in self.keys + self.values:
-            buf[idx, :, :n] = buf[src, :, :n]
+        idx = torch.tensor(dsts, device=self.buf.device)
+        self.buf[:, :, idx, :, :n] = self.buf[:, :, src, None, :, :n]
+
+
+SLOT_ATTENTION = "agentrft_slots"
+
+
+def slot_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                   scaling: float | None = None, **kwargs):
+    """transformers' SDPA attention, except for one query token with grouped key/value heads:
+    there the query heads that share a key/value head become that head's query rows, so keys
+    and values are read once. transformers repeats them per query head whenever a mask is given
+    (3× the bytes for SmolLM2's 9 query / 3 key-value heads, at 256 × 2,048 cached tokens most
+    of a decode step's memory traffic)."""
+    B, H, Q, D = query.shape
+    KV = key.shape[1]
+    if Q != 1 or H == KV:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    grouped = query.reshape(B, KV, H // KV, D)  # query head g·(H/KV) + r uses key/value head g
+    out = torch.nn.functional.scaled_dot_product_attention(grouped, key, value,
+                                                           attn_mask=attention_mask, scale=scaling)
+    return out.reshape(B, H, 1, D).transpose(1, 2), None
+
+
+def _register_slot_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SLOT_ATTENTION, slot_attention)
 
 
 def merged_weights(model) -> dict[str, torch.Tensor]:
@@ -216,6 +247,9 @@ class StaticEngine(Engine):
         self._embed, self._rotary = backbone.embed_tokens, backbone.rotary_emb
         self._layers, self._norm = backbone.layers, backbone.norm
         self._head = self.model.get_output_embeddings()
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+            _register_slot_attention()
+            self.model.config._attn_implementation = SLOT_ATTENTION
         if getattr(self.model.config, "sliding_window", None) and getattr(
                 self.model.config, "use_sliding_window", True):
             warnings.warn("StaticEngine attends to the whole sequence; this model's sliding window "
@@ -240,6 +274,7 @@ class StaticEngine(Engine):
         # For benches and tests: decode steps run, rows decoded over them, prompt tokens run,
         # requests admitted while others were decoding.
         self.decode_steps = self.decoded_rows = self.prefilled_tokens = self.joined_running = 0
+        self.compactions = 0
 
     # --- Engine ------------------------------------------------------------------------------
 
@@ -298,12 +333,10 @@ class StaticEngine(Engine):
         admitted: list[tuple[int, int]] = []  # (slot, tokens already there)
         while self.waiting and free:
             req = self.waiting.popleft()
-            reuse = [reusable_len(self.slots[i].cached, req.prompt) for i in free]
-            best = max(range(len(free)), key=lambda j: (reuse[j], -j))
-            j = best if reuse[best] >= MIN_REUSE else 0  # else the lowest free slot
+            j, reuse = self._pick_slot(free, req.prompt)
             slot = free.pop(j)
             self.slots[slot].request = req
-            admitted.append((slot, reuse[j] if reuse[j] >= MIN_REUSE else 0))
+            admitted.append((slot, reuse if reuse >= MIN_REUSE else 0))
         if not admitted:
             return []
         if running:
@@ -316,6 +349,21 @@ class StaticEngine(Engine):
                 self.slots[slot].pos = len(self.slots[slot].request.prompt)
                 finished += self._take(slot, t, lp)
         return finished
+
+    def _pick_slot(self, free: list[int], prompt: list[int]) -> tuple[int, int]:
+        """(index into `free`, tokens it already holds) for a new request. A next turn extends
+        what its last turn left in a slot exactly: the longest such slot wins, found with a
+        cheap test per slot (last cached token, then the whole prefix). Otherwise the lowest free
+        slot, reusing whatever prefix it shares (usually the task's system prompt and tools)."""
+        best, best_len = -1, 0
+        for j, i in enumerate(free):
+            cached = self.slots[i].cached
+            n = len(cached)
+            if best_len < n < len(prompt) and cached[-1] == prompt[n - 1] and cached == prompt[:n]:
+                best, best_len = j, n
+        if best >= 0 and best_len >= MIN_REUSE:
+            return best, best_len
+        return 0, reusable_len(self.slots[free[0]].cached, prompt)
 
     def _prefill_admitted(self, admitted: list[tuple[int, int]]) -> torch.Tensor:
         """Fill each admitted slot's keys and values for its prompt: (K, V) last-token logits."""
@@ -401,8 +449,25 @@ class StaticEngine(Engine):
 
     # --- decoding ----------------------------------------------------------------------------
 
+    def _compact(self, active: list[int]) -> list[int]:
+        """Move running rows from the top down into free slots when that shrinks the decode
+        batch's bucket: a step spans slots [0, highest running + 1), so one straggler left
+        high (a next turn takes back its old slot) would keep every step at full width."""
+        fits = bucket(len(active), BATCH_BUCKETS, self.max_slots)
+        if active[-1] < fits:
+            return active
+        free = [i for i in range(fits) if self.slots[i].request is None]
+        for src in [i for i in reversed(active) if i >= fits][:len(free)]:
+            dst = free.pop(0)
+            a, b = self.slots[src], self.slots[dst]
+            self.kv.copy_prefix(src, [dst], a.pos)
+            b.request, b.pos, b.next_token, b.cached = a.request, a.pos, a.next_token, []
+            a.request, a.cached = None, []
+        self.compactions += 1
+        return [i for i, s in enumerate(self.slots) if s.request is not None]
+
     def _decode_once(self) -> list[tuple[int, Completion]]:
-        active = [i for i, s in enumerate(self.slots) if s.request is not None]
+        active = self._compact([i for i, s in enumerate(self.slots) if s.request is not None])
         b, length = active[-1] + 1, max(self.slots[i].pos for i in active) + 1
         if self.use_graphs:  # few shapes, so few graphs; eager runs the exact sizes
             b = bucket(b, BATCH_BUCKETS, self.max_slots)
@@ -466,7 +531,8 @@ class StaticEngine(Engine):
                     self._decode_step(b, length)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._graph_pool):
+            # thread_local: rollouts' threads may touch CUDA while the sampler thread captures
+            with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
                 logits = self._decode_step(b, length)
             return graph, logits
         except Exception as e:  # noqa: BLE001 - fall back to eager for this shape, loudly
