@@ -21,7 +21,7 @@ FIELD = "method.reinforcement.engine"
 
 
 def default_engine_type(device: str) -> str:
-    """Slots and CUDA graphs pay off on a GPU. On CPU the static engine measured only 2% faster
+    """Slots and CUDA graphs pay off on a GPU. On CPU the static engine measured only 5% faster
     on first turns and 13% on two-turn rollouts (bench/cpu_rollout.py), while its fixed slots
     hold max_slots × max_len keys and values from the start (~6 GB in fp32 for 64 × 2,100
     tokens of SmolLM2); the plain engine's cache grows with what runs, and it is what the CPU
