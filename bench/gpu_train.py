@@ -34,6 +34,11 @@ bundled model's GGUF is over one call's carry limit, so an earlier call with car
 CPU smoke (checks the code path; its figures are no result):
 
     .venv/bin/python bench/gpu_train.py --device cpu --batches 2x64 --warmup 1 --steps 2
+
+Agent-shaped data (a shared head, loss on the model's turns only), e.g. FinQA-lite's ~950-token
+head and ~250 tokens per rollout after it:
+
+    python bench/gpu_train.py --batches 32x1200 --shared-head 950 --loss-fraction 0.15
 """
 
 from __future__ import annotations
@@ -157,6 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", default="16x1024,64x1024", help="BxT,BxT,...")
     ap.add_argument("--finetune", choices=("full", "lora"), default="full")
     ap.add_argument("--loss-fraction", type=float, default=0.75, help="of each sequence, at its end")
+    ap.add_argument("--shared-head", type=int, default=0,
+                    help="tokens every sequence starts with (an agent task's system prompt, tools, "
+                         "demonstrations): agent-shaped data")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--micro-batch-size", type=int, default=16, help="ours: sequences per forward")
@@ -178,8 +186,9 @@ def main(argv: list[str] | None = None) -> None:
     shapes = [tuple(int(x) for x in b.lower().split("x")) for b in args.batches.split(",")]
     vocab = load_model_vocab(args.model)
     print(f"# gpu_train: {args.model}, {hp.finetune} fine-tune, loss on the last "
-          f"{args.loss_fraction:.0%} of each sequence, {args.warmup} warm-up + {args.steps} timed "
-          f"steps (median)")
+          f"{args.loss_fraction:.0%} of each sequence"
+          + (f", the first {args.shared_head} tokens shared by all" if args.shared_head else "")
+          + f", {args.warmup} warm-up + {args.steps} timed steps (median)")
     print(f"# {device_line(device)}; MFU against "
           + (f"{peak:g} TFLOP/s" if peak else "no peak (pass --peak-tflops)"))
     shown = efficiency_settings(hp)
@@ -191,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'batch':<10}{'trainer':<40}{'step s':>9}{'tok/s':>11}{'peak GiB':>10}{'MFU':>8}  note")
     for B, T in shapes:
         ids = torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(args.seed))
+        ids[:, :args.shared_head] = ids[0, :args.shared_head]
         loss_from = T - int(round(T * args.loss_fraction))
         rows = []
         if "baseline" in args.rows:
