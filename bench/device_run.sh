@@ -37,7 +37,8 @@ load_model('bundled:smollm2-135m-instruct'); print('model cached')"
       PYTHONPATH="$SITE:." python3 bench/gpu_rollout.py --batch 64 256 ;;
     train)
       PYTHONPATH="$SITE:." python3 bench/gpu_train.py --batches 16x1024,64x1024
-      PYTHONPATH="$SITE:." python3 bench/gpu_train.py --batches 64x1024 --hp gradient_checkpointing=true ;;
+      PYTHONPATH="$SITE:." python3 bench/gpu_train.py --batches 64x1024 --hp gradient_checkpointing=true
+      PYTHONPATH="$SITE:." python3 bench/gpu_train.py --batches 32x1200 --shared-head 950 --loss-fraction 0.15 ;;
     rlstep)
       PYTHONPATH="$SITE:." python3 bench/gpu_rl_step.py --prompts 2 --group 4 --max-new 32
       PYTHONPATH="$SITE:." python3 bench/gpu_rl_step.py ;;
