@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from agentrft.engines.base import Engine, SamplingParams
-from agentrft.engines.static_engine import MIN_REUSE, StaticEngine, bucket, merged_weights, \
-    reusable_len
+from agentrft.engines.static_engine import MIN_REUSE, StaticEngine, bucket, reusable_len
+from agentrft.engines.weights import merged_weights
 from agentrft.engines.transformers_engine import TransformersEngine
 from agentrft.rollout.batcher import BatchingSampler
 from tests.tiny_model import PAD_ID, VOCAB_SIZE, full_forward_logprobs, tiny_llama
@@ -288,7 +288,7 @@ def test_grouped_query_heads_decode_without_repeating_keys():
 def test_slot_attention_equals_attention_over_repeated_keys():
     from transformers.integrations.sdpa_attention import repeat_kv
 
-    from agentrft.engines.static_engine import slot_attention
+    from agentrft.engines.slot_kv import slot_attention
 
     torch.manual_seed(0)
     q, k, v = torch.randn(3, 6, 1, 8), torch.randn(3, 2, 10, 8), torch.randn(3, 2, 10, 8)

@@ -31,7 +31,6 @@ The model must be built like transformers' Llama family (`model.embed_tokens`, `
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ from dataclasses import dataclass, field
 import torch
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.slot_kv import SLOT_ATTENTION, SlotKV, register_slot_attention
 from agentrft.engines.transformers_engine import common_prefix_len, sample_next
+from agentrft.engines.weights import load_weights_into, plain_copy
 
 # A cached or shared prefix shorter than this is recomputed rather than copied.
 MIN_REUSE = 16
@@ -70,140 +71,6 @@ def reusable_len(cached: list[int], prompt: list[int]) -> int:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if cached[:mid] == prompt[:mid] else (lo, mid)
     return lo
-
-
-class SlotKV:
-    """Keys and values of `slots` sequences of up to `max_len` tokens, in one tensor (layer,
-    key/value, slot, head, position, dim) so that copying a slot's prefix is one operation,
-    plus a scratch position (index `max_len`) for rows that have nothing to write.
-
-    The attention modules call `update(keys, values, layer)` with the new tokens' states; what
-    is written where, and what is returned to attend to, is set before each forward by
-    `for_decode` or `for_prefill` (an object the model sees as its `past_key_values`)."""
-
-    def __init__(self, config, slots: int, max_len: int, dtype: torch.dtype, device: torch.device):
-        kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.buf = torch.zeros((config.num_hidden_layers, 2, slots, kv_heads, max_len + 1, head_dim),
-                               dtype=dtype, device=device)
-        self.keys = list(self.buf[:, 0].unbind(0))  # per-layer views
-        self.values = list(self.buf[:, 1].unbind(0))
-        self.scratch = max_len
-        self._all_rows = torch.arange(slots, device=device)
-        self._rows: torch.Tensor | None = None
-        self._write_pos: torch.Tensor | None = None
-        self._length = 0
-
-    def for_decode(self, write_pos_B: torch.Tensor, length: int) -> "SlotKV":
-        """Slots [0, B) each write one token at write_pos_B[b] and attend to [0, length)."""
-        self._rows, self._write_pos, self._length = None, write_pos_B, length
-        return self
-
-    def for_prefill(self, rows_K: torch.Tensor, write_pos_KQ: torch.Tensor, length: int) -> "SlotKV":
-        """Slots rows_K write their Q new tokens at write_pos_KQ and attend to [0, length)."""
-        self._rows, self._write_pos, self._length = rows_K, write_pos_KQ, length
-        return self
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
-               *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        keys, values, n = self.keys[layer_idx], self.values[layer_idx], self._length
-        if self._rows is None:  # decode: slices, so the step's addresses never change
-            b = key_states.shape[0]
-            rows = self._all_rows[:b]
-            keys[rows, :, self._write_pos] = key_states[:, :, 0]
-            values[rows, :, self._write_pos] = value_states[:, :, 0]
-            return keys[:b, :, :n], values[:b, :, :n]
-        rows = self._rows[:, None]
-        keys[rows, :, self._write_pos] = key_states.transpose(1, 2)
-        values[rows, :, self._write_pos] = value_states.transpose(1, 2)
-        return keys[self._rows, :, :n], values[self._rows, :, :n]
-
-    def copy_prefix(self, src: int, dsts: list[int], n: int) -> None:
-        """Positions [0, n) of slot `src` into each slot of `dsts`, every layer at once."""
-        if not dsts or n <= 0:
-            return
-        idx = torch.tensor(dsts, device=self.buf.device)
-        self.buf[:, :, idx, :, :n] = self.buf[:, :, src, None, :, :n]
-
-
-SLOT_ATTENTION = "agentrft_slots"
-
-
-def slot_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
-                   scaling: float | None = None, **kwargs):
-    """transformers' SDPA attention, except for one query token with grouped key/value heads:
-    there the query heads that share a key/value head become that head's query rows, so keys
-    and values are read once. transformers repeats them per query head whenever a mask is given
-    (3× the bytes for SmolLM2's 9 query / 3 key-value heads, at 256 × 2,048 cached tokens most
-    of a decode step's memory traffic)."""
-    B, H, Q, D = query.shape
-    KV = key.shape[1]
-    if Q != 1 or H == KV:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, **kwargs)
-    grouped = query.reshape(B, KV, H // KV, D)  # query head g·(H/KV) + r uses key/value head g
-    out = torch.nn.functional.scaled_dot_product_attention(grouped, key, value,
-                                                           attn_mask=attention_mask, scale=scaling)
-    return out.reshape(B, H, 1, D).transpose(1, 2), None
-
-
-def _register_slot_attention() -> None:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(SLOT_ATTENTION, slot_attention)
-
-
-def merged_weights(model) -> dict[str, torch.Tensor]:
-    """The model's weights as one plain network, by the plain model's parameter names: a peft
-    LoRA model's active adapters are folded into its base weights (W + scale · B A)."""
-    from peft.tuners.lora import LoraLayer
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    out: dict[str, torch.Tensor] = {}
-    lora_layers: list[str] = []
-    for name, module in base.named_modules():
-        if any(name.startswith(p + ".") for p in lora_layers):
-            continue  # inside a LoRA layer: base_layer, lora_A, lora_B
-        if isinstance(module, LoraLayer):
-            lora_layers.append(name)
-            inner = module.get_base_layer()
-            weight = inner.weight
-            if not module.merged and not module.disable_adapters:
-                for adapter in module.active_adapters:
-                    if adapter in module.lora_A:
-                        weight = weight + module.get_delta_weight(adapter)
-            out[f"{name}.weight"] = weight
-            if getattr(inner, "bias", None) is not None:
-                out[f"{name}.bias"] = inner.bias
-            continue
-        for pname, p in module.named_parameters(recurse=False):
-            out[f"{name}.{pname}" if name else pname] = p
-    return out
-
-
-def plain_copy(model, *, device: torch.device, dtype: torch.dtype):
-    """A standalone model with `model`'s current weights (adapters folded in), for sampling.
-    Parameters in `dtype`; buffers (rotary frequencies) keep their own precision."""
-    clone = copy.deepcopy(model)
-    if hasattr(clone, "merge_and_unload"):
-        clone = clone.merge_and_unload()
-    clone = clone.to(device)
-    for p in clone.parameters():
-        p.data = p.data.to(dtype)
-    return clone.eval().requires_grad_(False)
-
-
-@torch.no_grad()
-def load_weights_into(plain, model) -> None:
-    """Copy `model`'s merged weights into `plain`'s parameters in place (captured graphs keep
-    reading the same addresses)."""
-    weights = merged_weights(model)
-    for name, param in plain.named_parameters():  # a tied head appears once, as the embedding
-        if name not in weights:
-            raise ValueError(f"the policy has no weight {name!r} to copy into the engine's model")
-        param.copy_(weights[name].detach())
 
 
 def _by_params(params: list[SamplingParams]) -> list[tuple[SamplingParams, list[int]]]:
@@ -248,7 +115,7 @@ class StaticEngine(Engine):
         self._layers, self._norm = backbone.layers, backbone.norm
         self._head = self.model.get_output_embeddings()
         if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
-            _register_slot_attention()
+            register_slot_attention()
             self.model.config._attn_implementation = SLOT_ATTENTION
         if getattr(self.model.config, "sliding_window", None) and getattr(
                 self.model.config, "use_sliding_window", True):
@@ -402,16 +269,14 @@ class StaticEngine(Engine):
             if k is not None:
                 chunk.append(k)
 
-        logits = []
-        for ks in groups.values():
-            first_slot = admitted[ks[0]][0]
-            n = len(prompts[ks[0]])
-            self.kv.copy_prefix(first_slot, [admitted[k][0] for k in ks[1:]], n)
-            for k in ks:
-                self.slots[admitted[k][0]].cached = list(prompts[ks[0]])
+        # The rest of each group copies its first's keys and values and shares its logits.
         out = torch.empty((len(admitted), self._head.out_features), device=self.device,
                           dtype=torch.float32)
         for ks in groups.values():
+            self.kv.copy_prefix(admitted[ks[0]][0], [admitted[k][0] for k in ks[1:]],
+                                len(prompts[ks[0]]))
+            for k in ks:
+                self.slots[admitted[k][0]].cached = list(prompts[ks[0]])
             out[ks] = last_logits[ks[0]].float()
         return out
 
