@@ -168,7 +168,6 @@ class Serving:
         """Content streams as it is sampled; once a row writes `<tool_call>`, its content
         stops and its calls are sent whole at the end, parsed from the full text."""
         rid, created, n = _id("chatcmpl"), int(time.time()), req.n
-        stop = set(params.stop_token_ids)
 
         def chunk(choices: list[dict], **extra) -> str:
             return _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -179,49 +178,60 @@ class Serving:
             first["prompt_token_ids"] = prompt
         yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
                       "logprobs": None, "finish_reason": None} for i in range(n)], **first)
-        ids: list[list[int]] = [[] for _ in range(n)]
-        sent = [""] * n
-        finish: list[str | None] = [None] * n
-        for toks, logps, top in self.host.stream(prompt, n, params, adapter=adapter, seed=req.seed,
-                                                 top_k=top_k):
+        rows = _StreamedRows(n)
+        for step in self._row_steps(rows, prompt, params, adapter, req.seed, top_k,
+                                    req.skip_special_tokens, hide_tool_calls=bool(known)):
             out = []
-            for b in range(n):
-                if finish[b]:
-                    continue
-                ids[b].append(toks[b])
-                if toks[b] in stop:
-                    finish[b] = "stop"
-                delta = _unsent(_visible(self._text(ids[b], req.skip_special_tokens), bool(known)),
-                                sent[b])
-                sent[b] += delta
+            for b, tok, logp, top, delta in step:
                 choice: dict[str, Any] = {"index": b, "delta": {"content": delta} if delta else {},
                                           "logprobs": None, "finish_reason": None}
                 if req.logprobs:
                     choice["logprobs"] = {"content": self._logprobs_content(
-                        [toks[b]], [logps[b]], [top[b]], req.return_tokens_as_token_ids)}
+                        [tok], [logp], [top], req.return_tokens_as_token_ids)}
                 if req.return_token_ids:
-                    choice["token_ids"] = [toks[b]]
+                    choice["token_ids"] = [tok]
                 if delta or req.logprobs or req.return_token_ids:
                     out.append(choice)
             if out:
                 yield chunk(out)
         last = []
         for b in range(n):
-            c = Completion(token_ids=ids[b], logprobs=[], finish_reason=finish[b] or "length")
+            c = Completion(token_ids=rows.ids[b], logprobs=[],
+                           finish_reason="stop" if rows.stopped[b] else "length")
             message, reason = self._message_of(c, known, req.skip_special_tokens)
             delta: dict[str, Any] = {}
             if message.get("tool_calls"):
                 delta["tool_calls"] = [{"index": j, **call}
                                        for j, call in enumerate(message["tool_calls"])]
             else:
-                rest = _unsent(message["content"] or "", sent[b])
+                rest = _unsent(message["content"] or "", rows.sent[b])
                 if rest:
                     delta["content"] = rest
             last.append({"index": b, "delta": delta, "logprobs": None, "finish_reason": reason})
         yield chunk(last)
         if req.stream_options and req.stream_options.include_usage:
-            yield chunk([], usage=_usage(len(prompt), sum(len(x) for x in ids)))
+            yield chunk([], usage=_usage(len(prompt), rows.generated))
         yield "data: [DONE]\n\n"
+
+    def _row_steps(self, rows: "_StreamedRows", prompt: list[int], params: SamplingParams,
+                   adapter: str | None, seed: int | None, top_k: int, skip_special: bool, *,
+                   hide_tool_calls: bool) -> Iterator[list[tuple[int, int, float, Any, str]]]:
+        """Both streams' sampling loop: per step, (row, token, log-prob, top alternatives, newly
+        visible text) for each row still writing; `rows` keeps ids, text sent and stops."""
+        stop = set(params.stop_token_ids)
+        for toks, logps, top in self.host.stream(prompt, rows.n, params, adapter=adapter,
+                                                 seed=seed, top_k=top_k):
+            step = []
+            for b in range(rows.n):
+                if rows.stopped[b]:
+                    continue
+                rows.ids[b].append(toks[b])
+                rows.stopped[b] = toks[b] in stop
+                text = _visible(self._text(rows.ids[b], skip_special), hide_tool_calls)
+                delta = _unsent(text, rows.sent[b])
+                rows.sent[b] += delta
+                step.append((b, toks[b], logps[b], top[b], delta))
+            yield step
 
     # --- completions -------------------------------------------------------------------------
 
@@ -287,48 +297,39 @@ class Serving:
     def _completion_stream(self, req: CompletionRequest, adapter: str | None, prompt: list[int],
                            params: SamplingParams, k: int) -> Iterator[str]:
         rid, created, n = _id("cmpl"), int(time.time()), req.n
-        stop = set(params.stop_token_ids)
 
         def chunk(choices: list[dict], **extra) -> str:
             return _sse({"id": rid, "object": "text_completion", "created": created,
                          "model": req.model, "choices": choices, **extra})
 
-        ids: list[list[int]] = [[] for _ in range(n)]
-        sent = [""] * n
-        done = [False] * n
-        for toks, logps, top in self.host.stream(prompt, n, params, adapter=adapter, seed=req.seed,
-                                                 top_k=k):
+        rows = _StreamedRows(n)
+        for step in self._row_steps(rows, prompt, params, adapter, req.seed, k,
+                                    req.skip_special_tokens, hide_tool_calls=False):
             out = []
-            for b in range(n):
-                if done[b]:
-                    continue
-                ids[b].append(toks[b])
-                done[b] = toks[b] in stop
-                delta = _unsent(_visible(self._text(ids[b], req.skip_special_tokens), False), sent[b])
-                sent[b] += delta
+            for b, tok, logp, top, delta in step:
                 choice: dict[str, Any] = {"index": b, "text": delta, "logprobs": None,
-                                          "finish_reason": "stop" if done[b] else None}
+                                          "finish_reason": "stop" if rows.stopped[b] else None}
                 if req.logprobs is not None:
-                    c = Completion([toks[b]], [logps[b]], "stop")
+                    c = Completion([tok], [logp], "stop")
                     choice["logprobs"] = self._completion_logprobs(
-                        c, [top[b]], req.return_tokens_as_token_ids, k)
+                        c, [top], req.return_tokens_as_token_ids, k)
                 if req.return_token_ids:
-                    choice["token_ids"] = [toks[b]]
-                    if len(ids[b]) == 1:
+                    choice["token_ids"] = [tok]
+                    if len(rows.ids[b]) == 1:
                         choice["prompt_token_ids"] = prompt
                 out.append(choice)
             if out:
                 yield chunk(out)
         tail = []
         for b in range(n):
-            rest = _unsent(self._text(ids[b], req.skip_special_tokens), sent[b])
-            if not done[b] or rest:
+            rest = _unsent(self._text(rows.ids[b], req.skip_special_tokens), rows.sent[b])
+            if not rows.stopped[b] or rest:
                 tail.append({"index": b, "text": rest, "logprobs": None,
-                             "finish_reason": "stop" if done[b] else "length"})
+                             "finish_reason": "stop" if rows.stopped[b] else "length"})
         if tail:
             yield chunk(tail)
         if req.stream_options and req.stream_options.include_usage:
-            yield chunk([], usage=_usage(len(prompt), sum(len(x) for x in ids)))
+            yield chunk([], usage=_usage(len(prompt), rows.generated))
         yield "data: [DONE]\n\n"
 
     # --- models and adapters -----------------------------------------------------------------
@@ -338,6 +339,20 @@ class Serving:
         return {"id": model_id, "object": "model", "created": self.created, "owned_by": "agentrft",
                 "root": self.host.adapters.get(model_id, self.host.name), "parent": parent,
                 "max_model_len": self.host.max_context}
+
+
+class _StreamedRows:
+    """The n rows of one streamed request so far: token ids, text sent, which rows stopped."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.ids: list[list[int]] = [[] for _ in range(n)]
+        self.sent = [""] * n
+        self.stopped = [False] * n
+
+    @property
+    def generated(self) -> int:
+        return sum(len(x) for x in self.ids)
 
 
 def _visible(text: str, tools: bool) -> str:
