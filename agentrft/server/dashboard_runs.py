@@ -62,18 +62,8 @@ class RunDirs:
     # --- what the dashboard shows of a job, for a run dir ---------------------------------
 
     def job_object(self, run_id: str, path: Path) -> dict[str, Any]:
-        spec = {}
-        if (path / "job.json").is_file():
-            try:
-                spec = json.loads((path / "job.json").read_text())
-            except ValueError:
-                spec = {}
-        summary = {}
-        if (path / "summary.json").is_file():
-            try:
-                summary = json.loads((path / "summary.json").read_text())
-            except ValueError:
-                summary = {}
+        spec = _json_or_empty(path / "job.json")
+        summary = _json_or_empty(path / "summary.json")
         stamps = [(path / m).stat().st_mtime for m in MARKERS if (path / m).is_file()]
         last = max(stamps)
         finished = summary or any(str(e.get("message", "")).startswith("finished ")
@@ -106,3 +96,11 @@ class RunDirs:
             out.append({"step": s.get("step"), "model_name": str(state.parent),
                         "created_at": int(state.stat().st_mtime), "metrics": s.get("metrics") or {}})
         return out
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    """A run's JSON file, or {} while it is missing or half-written."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
