@@ -53,3 +53,14 @@ def store(tmp_path):
     s = JobStore(tmp_path / "data")
     yield s
     s.close()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """A tiny model is fastest on one thread; several threads crawl on a busy 2-core box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

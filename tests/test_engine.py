@@ -10,42 +10,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.base import Engine, SamplingParams
 from agentrft.engines.transformers_engine import MIN_SHARED_PREFIX, TransformersEngine, \
     common_prefix_len
-from tests.tiny_model import PAD_ID, VOCAB_SIZE, full_forward_logprobs
+from tests.tiny_model import ENGINE_PROMPTS as PROMPTS
+from tests.tiny_model import PAD_ID, VOCAB_SIZE, assert_logprobs_match_full_forward
 
-# Different lengths (left padding), and rows 0/2 and 1/4 share a prompt (prefill dedup).
-PROMPTS = [
-    [5, 6, 7, 8, 9, 10, 11],
-    [12, 13],
-    [5, 6, 7, 8, 9, 10, 11],
-    [20, 21, 22, 23],
-    [12, 13],
-]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """A model this small is fastest on one thread; several threads crawl on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
 def engine(tiny_model):
     return TransformersEngine(tiny_model, pad_token_id=PAD_ID, seed=0)
-
-
-def assert_logprobs_match_full_forward(model, prompts, outs: list[Completion], temperature):
-    assert len(outs) == len(prompts)
-    for prompt, out in zip(prompts, outs):
-        assert len(out.logprobs) == len(out.token_ids) > 0
-        assert all(0 <= t < VOCAB_SIZE for t in out.token_ids)
-        ref = full_forward_logprobs(model, prompt + out.token_ids, len(prompt), temperature)
-        assert out.logprobs == pytest.approx(ref, abs=1e-4)
 
 
 def test_engine_is_an_engine(engine):

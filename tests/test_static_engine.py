@@ -19,33 +19,14 @@ from agentrft.engines.static_engine import MIN_REUSE, StaticEngine, bucket, reus
 from agentrft.engines.weights import merged_weights
 from agentrft.engines.transformers_engine import TransformersEngine
 from agentrft.rollout.batcher import BatchingSampler
-from tests.tiny_model import PAD_ID, VOCAB_SIZE, full_forward_logprobs, tiny_llama
+from tests.tiny_model import ENGINE_PROMPTS as PROMPTS
+from tests.tiny_model import PAD_ID, VOCAB_SIZE, assert_logprobs_match_full_forward, \
+    full_forward_logprobs, tiny_llama
 
-PROMPTS = [
-    [5, 6, 7, 8, 9, 10, 11],
-    [12, 13],
-    [5, 6, 7, 8, 9, 10, 11],
-    [20, 21, 22, 23],
-    [12, 13],
-]
 HEAD = [3 + (i * 7) % 90 for i in range(24)]  # longer than MIN_REUSE
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def assert_matches_full_forward(model, prompts, outs, temperature, tol=1e-4):
-    assert len(outs) == len(prompts)
-    for prompt, out in zip(prompts, outs):
-        assert len(out.logprobs) == len(out.token_ids) > 0
-        assert all(0 <= t < VOCAB_SIZE for t in out.token_ids)
-        ref = full_forward_logprobs(model, prompt + out.token_ids, len(prompt), temperature)
-        assert out.logprobs == pytest.approx(ref, abs=tol)
 
 
 def test_is_an_engine(tiny_model):
@@ -56,7 +37,7 @@ def test_is_an_engine(tiny_model):
 def test_logprobs_equal_full_forward_with_more_requests_than_slots(tiny_model, temperature):
     engine = StaticEngine(tiny_model, pad_token_id=PAD_ID, max_slots=2, max_len=64)
     outs = engine.generate(PROMPTS, SamplingParams(temperature=temperature, max_new_tokens=10))
-    assert_matches_full_forward(tiny_model, PROMPTS, outs, temperature)
+    assert_logprobs_match_full_forward(tiny_model, PROMPTS, outs, temperature)
     assert all(o.finish_reason == "length" and len(o.token_ids) == 10 for o in outs)
     assert not engine.busy
 
@@ -73,7 +54,7 @@ def test_a_head_shared_by_one_admission_is_prefilled_once(tiny_model):
     prompts = [HEAD + [40 + i, 50 + i] for i in range(4)]
     engine = StaticEngine(tiny_model, pad_token_id=PAD_ID, max_slots=4, max_len=64)
     outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=6))
-    assert_matches_full_forward(tiny_model, prompts, outs, 1.0)
+    assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
     assert engine.prefilled_tokens == len(HEAD) + 4 * 2
 
 
@@ -81,7 +62,7 @@ def test_identical_prompts_are_prefilled_once_and_sampled_independently(tiny_mod
     prompts = [HEAD + [60]] * 6
     engine = StaticEngine(tiny_model, pad_token_id=PAD_ID, max_slots=8, max_len=64, seed=1)
     outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=8))
-    assert_matches_full_forward(tiny_model, prompts, outs, 1.0)
+    assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
     assert engine.prefilled_tokens == len(HEAD) + 1
     assert len({tuple(o.token_ids) for o in outs}) > 1
 
@@ -95,7 +76,7 @@ def test_a_next_turn_reuses_its_slot_and_prefills_only_the_new_tokens(tiny_model
     tool_output = [70, 71, 72]
     second = [p + o.token_ids + tool_output for p, o in zip(first, outs)]
     outs2 = engine.generate(second, params)
-    assert_matches_full_forward(tiny_model, second, outs2, 1.0)
+    assert_logprobs_match_full_forward(tiny_model, second, outs2, 1.0)
     # Each turn re-runs only its last sampled token (never fed) and the tool output.
     assert engine.prefilled_tokens - before == 2 * (1 + len(tool_output))
 
@@ -116,7 +97,7 @@ def test_changed_weights_forget_cached_prefixes(tiny_model):
     before = engine.prefilled_tokens
     outs = engine.generate(prompt, params)
     assert engine.prefilled_tokens - before == len(prompt[0])  # nothing reused
-    assert_matches_full_forward(policy, prompt, outs, 1.0)
+    assert_logprobs_match_full_forward(policy, prompt, outs, 1.0)
 
 
 def test_merged_weights_fold_lora_into_the_base_and_respect_disabling():
@@ -192,7 +173,7 @@ def test_batching_sampler_admits_turns_as_rollouts_become_ready(tiny_model):
     asyncio.run(main())
     assert len(transcripts) == sum(1 + i % 3 for i in range(7))
     for prompt, out in transcripts:
-        assert_matches_full_forward(tiny_model, [prompt], [out], 1.0)
+        assert_logprobs_match_full_forward(tiny_model, [prompt], [out], 1.0)
     assert engine.prefilled_tokens < sum(len(p) for p, _ in transcripts) / 2
     assert engine.joined_running > 0  # continuous: some turns joined a batch mid-decode
 
@@ -282,7 +263,7 @@ def test_grouped_query_heads_decode_without_repeating_keys():
     assert model.config._attn_implementation == "sdpa"  # the policy's own model is untouched
     prompts = [HEAD + [40 + i] for i in range(5)]
     outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=8))
-    assert_matches_full_forward(model, prompts, outs, 1.0)
+    assert_logprobs_match_full_forward(model, prompts, outs, 1.0)
 
 
 def test_slot_attention_equals_attention_over_repeated_keys():
@@ -312,4 +293,4 @@ def test_a_straggler_in_a_high_slot_is_moved_down(tiny_model):
         done.update(engine.step())
     assert engine.compactions > 0
     out = done[rids[-1]]
-    assert_matches_full_forward(tiny_model, [straggler], [out], 1.0)
+    assert_logprobs_match_full_forward(tiny_model, [straggler], [out], 1.0)

@@ -44,3 +44,25 @@ def full_forward_logprobs(model, sequence: list[int], start: int,
         logits = logits / temperature
     logp = torch.log_softmax(logits, -1)
     return [logp[t - 1, sequence[t]].item() for t in range(start, len(sequence))]
+
+
+# Different lengths (left padding), and rows 0/2 and 1/4 share a prompt (prefill dedup).
+ENGINE_PROMPTS = [
+    [5, 6, 7, 8, 9, 10, 11],
+    [12, 13],
+    [5, 6, 7, 8, 9, 10, 11],
+    [20, 21, 22, 23],
+    [12, 13],
+]
+
+
+def assert_logprobs_match_full_forward(model, prompts, outs, temperature, tol=1e-4):
+    """Each completion's log-probs are those of one unpadded forward over prompt + sample."""
+    import pytest
+
+    assert len(outs) == len(prompts)
+    for prompt, out in zip(prompts, outs):
+        assert len(out.logprobs) == len(out.token_ids) > 0
+        assert all(0 <= t < VOCAB_SIZE for t in out.token_ids)
+        ref = full_forward_logprobs(model, prompt + out.token_ids, len(prompt), temperature)
+        assert out.logprobs == pytest.approx(ref, abs=tol)
