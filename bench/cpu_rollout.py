@@ -89,17 +89,17 @@ def time_plain_generate(model, tokenizer, prompts, new_tokens: int, turns: int) 
     return elapsed
 
 
-def time_engine(engine, tokenizer, prompts, new_tokens: int, turns: int) -> float:
-    elapsed = 0.0
-    engine.prompt_tokens = 0
+def time_engine(engine, tokenizer, prompts, new_tokens: int, turns: int) -> tuple[float, int]:
+    """(wall seconds, prompt tokens handed to the engine) over all turns."""
+    elapsed, prompt_tokens = 0.0, 0
     for _ in range(turns):
-        engine.prompt_tokens += sum(len(p) for p in prompts)
+        prompt_tokens += sum(len(p) for p in prompts)
         t0 = time.perf_counter()
         outs = engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=new_tokens))
         elapsed += time.perf_counter() - t0
         assert all(len(o.token_ids) == new_tokens for o in outs)
         prompts = next_turns(tokenizer, prompts, [o.token_ids for o in outs])
-    return elapsed
+    return elapsed, prompt_tokens
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,14 +129,16 @@ def main(argv: list[str] | None = None) -> None:
         time_engine(engine, tokenizer, prompts[:2], 2, 1)
     static.sync_weights(model)  # forget the warm-up's cached prefixes
     static.prefilled_tokens = 0
-    rows = [("transformers generate (baseline)", time_plain_generate(model, tokenizer, prompts, args.new, args.turns)),
-            ("agentrft TransformersEngine", time_engine(ours, tokenizer, prompts, args.new, args.turns)),
-            ("agentrft StaticEngine", time_engine(static, tokenizer, prompts, args.new, args.turns))]
+    plain = time_plain_generate(model, tokenizer, prompts, args.new, args.turns)
+    ours_s, _ = time_engine(ours, tokenizer, prompts, args.new, args.turns)
+    static_s, prompt_tokens = time_engine(static, tokenizer, prompts, args.new, args.turns)
+    rows = [("transformers generate (baseline)", plain), ("agentrft TransformersEngine", ours_s),
+            ("agentrft StaticEngine", static_s)]
     base = rows[0][1]
     print(f"{'engine':<34}{'wall s':>9}{'gen tok/s':>11}{'× baseline':>12}")
     for name, wall in rows:
         print(f"{name:<34}{wall:>9.1f}{generated / wall:>11.1f}{base / wall:>11.2f}x")
-    print(f"static engine ran {static.prefilled_tokens} of {static.prompt_tokens} prompt tokens "
+    print(f"static engine ran {static.prefilled_tokens} of {prompt_tokens} prompt tokens "
           f"(load after: {os.getloadavg()[0]:.1f})")
 
 if __name__ == "__main__":
