@@ -138,10 +138,9 @@ class StaticEngine(Engine):
         self._graph_pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         if self.device.type == "cuda":
             torch.backends.cuda.enable_cudnn_sdp(False)  # see TransformersEngine
-        # For benches and tests: decode steps run, rows decoded over them, prompt tokens run,
-        # requests admitted while others were decoding.
-        self.decode_steps = self.decoded_rows = self.prefilled_tokens = self.joined_running = 0
-        self.compactions = 0
+        # For benches and tests: prompt tokens run, requests admitted while others were
+        # decoding, times running rows were moved down.
+        self.prefilled_tokens = self.joined_running = self.compactions = 0
 
     # --- Engine ------------------------------------------------------------------------------
 
@@ -344,8 +343,6 @@ class StaticEngine(Engine):
         self._tok[:b, 0].copy_(torch.tensor(toks))
         self._pos[:b].copy_(torch.tensor(pos))
         logits = self._run_decode(b, length)
-        self.decode_steps += 1
-        self.decoded_rows += len(active)
         finished = []
         for params, ks in _by_params([self.slots[i].request.params for i in active]):
             rows = [active[k] for k in ks]

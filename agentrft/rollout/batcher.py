@@ -4,7 +4,7 @@ Each rollout awaits `sampler.sample(prompt_ids)`; requests that arrive while the
 busy, or within a short gathering window, go into the next batch. The engine runs in a
 worker thread so tool calls (on the event loop) proceed while it samples.
 
-An engine that batches continuously (`submit` / `step` / `busy`, as `StaticEngine` has) is
+An engine that batches continuously (`submit` / `step` / `reset`, as `StaticEngine` has) is
 driven differently: a turn that becomes ready joins the running batch at the next `step`, and
 a finished turn goes back to its rollout at once, instead of waiting for the batch's longest.
 """
