@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import os
 import platform
-import statistics
 import sys
 from pathlib import Path
 
@@ -65,10 +64,6 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def median(xs: list[float]) -> float:
-    return statistics.median(xs)
-
-
 def matmul_params(model) -> int:
     """Parameters that take part in a matrix product per token: all of them, except an input
     embedding that is not also the output head (a lookup costs no FLOPs) and LoRA's adapters;
@@ -106,16 +101,8 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def hyperparameters(**fields) -> tuple[Hyperparameters, list[str]]:
-    """Hyperparameters from the fields this checkout's `Hyperparameters` has; the names it
-    lacks come back unused (e.g. `precision` before the branch that adds it is merged)."""
-    known = set(Hyperparameters.model_fields)
-    unused = sorted(k for k in fields if k not in known)
-    return Hyperparameters(**{k: v for k, v in fields.items() if k in known}), unused
-
-
 def efficiency_settings(hp: Hyperparameters) -> str:
-    """The trainer-efficiency hyperparameters this checkout has, as `name value` pairs."""
+    """The trainer-efficiency hyperparameters, as `name value` pairs."""
     names = ("micro_batch_size", "micro_batch_tokens", "precision", "gradient_checkpointing",
              "pack_sequences")
-    return ", ".join(f"{n} {getattr(hp, n)}" for n in names if n in Hyperparameters.model_fields)
+    return ", ".join(f"{n} {getattr(hp, n)}" for n in names)

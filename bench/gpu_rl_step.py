@@ -55,13 +55,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
 from _gpu_common import (MODEL, device_line, efficiency_settings, free_memory,  # noqa: E402
-                         hyperparameters, median, parse_overrides, synchronize)
+                         parse_overrides, synchronize)
 
 PROMPT = 'Write one short sentence that uses the word "{word}".'
 WORDS = ("river apple window garden music winter coffee bridge pencil forest ocean candle "
@@ -100,7 +101,7 @@ def prompt_messages(i: int) -> list[dict]:
 # --- ours ----------------------------------------------------------------------------------
 
 def run_ours(args, device: torch.device, hp_overrides: dict, work: Path) -> dict:
-    from agentrft.spec.job import JobSpec
+    from agentrft.spec.job import Hyperparameters, JobSpec
     from agentrft.train.loop import Trainer
 
     rows = [{"messages": prompt_messages(i), "word": WORDS[i % len(WORDS)]}
@@ -108,7 +109,7 @@ def run_ours(args, device: torch.device, hp_overrides: dict, work: Path) -> dict
     data = work / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     steps = args.warmup + args.steps + 1  # the last one also writes the final checkpoint
-    hp, unused = hyperparameters(
+    hp = Hyperparameters(
         batch_size=args.prompts, base_group_size=args.group, finetune="full",
         max_new_tokens=args.max_new, temperature=1.0, top_p=1.0, advantage="grpo",
         clip_epsilon=0.2, kl_coef=0.0, micro_batch_size=args.micro_batch,
@@ -133,7 +134,7 @@ def run_ours(args, device: torch.device, hp_overrides: dict, work: Path) -> dict
     times = [b[0] - a[0] for a, b in zip(reports, reports[1:])][:-1]  # drop the checkpoint step
     metrics = [m for _, m in reports[1:-1]]
     timed = metrics[args.warmup:]
-    return {"times": times[args.warmup:], "warmup": times[:args.warmup], "unused": unused,
+    return {"times": times[args.warmup:], "warmup": times[:args.warmup],
             "gen_tokens": mean(m.get("completion_tokens_mean") for m in timed),
             "reward": mean(m.get("train_reward_mean") for m in timed),
             "note": (f"zero-variance groups {sum(m.get('zero_variance_groups', 0) for m in timed):g}, "
@@ -254,9 +255,6 @@ def main(argv: list[str] | None = None) -> None:
 
             results[f"TRL {trl.__version__} GRPOTrainer"] = run_trl(args, device, Path(tmp))
             free_memory(device)
-    if results.get("agentrft Trainer step", {}).get("unused"):
-        print(f"# not in this checkout's Hyperparameters, unused: "
-              f"{results['agentrft Trainer step']['unused']}")
     print(f"{'implementation':<26}{'s/step':>8}{'min':>8}{'max':>8}{'gen tok':>9}{'reward':>8}  "
           f"steps (s); note")
     for name, r in results.items():

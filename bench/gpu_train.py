@@ -11,8 +11,7 @@ logits, upcast to fp32 inside transformers' cross-entropy), `backward`, gradient
 forward unless `--baseline-micro-batch` splits it; an out-of-memory step is reported as OOM.
 Ours: `Policy.update` on the same ids as `TrainSequence`s with random advantages; its
 `micro_batch_size` / `micro_batch_tokens` come from the flags, other hyperparameters from
-`--hp key=value` (e.g. `--hp gradient_checkpointing=true --hp precision=bf16`, used when
-this checkout's `Hyperparameters` has the field, and named as unused otherwise).
+`--hp key=value` (e.g. `--hp gradient_checkpointing=true --hp precision=bf16`).
 
 Printed per row: median step time over `--steps` steps after `--warmup` (CUDA synchronised
 around each), tok/s (all B × T tokens), peak `torch.cuda.max_memory_allocated`, and model
@@ -44,6 +43,7 @@ head and ~250 tokens per rollout after it:
 from __future__ import annotations
 
 import argparse
+from statistics import median
 import sys
 import time
 from dataclasses import dataclass
@@ -54,10 +54,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 
 from _gpu_common import (H100_SXM_BF16_TFLOPS, MODEL, device_line,  # noqa: E402
-                         efficiency_settings, flops_per_token, free_memory, hyperparameters,
-                         is_oom, median, parse_overrides, peak_memory_gib, reset_peak_memory,
-                         synchronize)
+                         efficiency_settings, flops_per_token, free_memory, is_oom,
+                         parse_overrides, peak_memory_gib, reset_peak_memory, synchronize)
 from agentrft.models.loading import load_model  # noqa: E402
+from agentrft.spec.job import Hyperparameters  # noqa: E402
 from agentrft.train.loss import TrainSequence  # noqa: E402
 from agentrft.train.policy import Policy  # noqa: E402
 
@@ -180,9 +180,8 @@ def main(argv: list[str] | None = None) -> None:
 
     device = torch.device(args.device)
     peak = args.peak_tflops or (H100_SXM_BF16_TFLOPS if device.type == "cuda" else None)
-    hp, unused = hyperparameters(finetune=args.finetune, micro_batch_size=args.micro_batch_size,
-                                 micro_batch_tokens=args.micro_batch_tokens,
-                                 **parse_overrides(args.hp))
+    hp = Hyperparameters(finetune=args.finetune, micro_batch_size=args.micro_batch_size,
+                         micro_batch_tokens=args.micro_batch_tokens, **parse_overrides(args.hp))
     shapes = [tuple(int(x) for x in b.lower().split("x")) for b in args.batches.split(",")]
     vocab = load_model_vocab(args.model)
     print(f"# gpu_train: {args.model}, {hp.finetune} fine-tune, loss on the last "
@@ -195,8 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {k: v for k, v in hp.model_dump().items()
                  if k in parse_overrides(args.hp) and f"{k} " not in shown}
     print(f"# ours: {shown}, lr {hp.learning_rate:g}"
-          + (f", {overrides}" if overrides else "")
-          + (f"; not in this checkout's Hyperparameters, unused: {unused}" if unused else ""))
+          + (f", {overrides}" if overrides else ""))
     print(f"{'batch':<10}{'trainer':<40}{'step s':>9}{'tok/s':>11}{'peak GiB':>10}{'MFU':>8}  note")
     for B, T in shapes:
         ids = torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(args.seed))
