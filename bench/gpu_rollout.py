@@ -30,21 +30,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
+from _gpu_common import MODEL, device_line, synchronize as sync  # noqa: E402
 from agentrft.engines.base import SamplingParams  # noqa: E402
 from agentrft.engines.static_engine import StaticEngine  # noqa: E402
 from agentrft.models.loading import load_model, load_tokenizer  # noqa: E402
-
-MODEL = "bundled:smollm2-135m-instruct"
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
 
 def random_prompts(batch: int, length: int, vocab: int, seed: int) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
@@ -109,10 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_tokenizer(MODEL)
     model = load_model(MODEL, device=str(device), dtype=dtype).eval()
     pad = tokenizer.pad_token_id
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    print(f"# gpu_rollout: {MODEL} {str(dtype).removeprefix('torch.')} on {name}, torch "
-          f"{torch.__version__}; prompts of {args.prompt} random tokens, {args.new} new tokens "
-          f"each, temperature 1, no stop token")
+    print(f"# gpu_rollout: {MODEL} {str(dtype).removeprefix('torch.')}; prompts of {args.prompt} "
+          f"random tokens, {args.new} new tokens each, temperature 1, no stop token")
+    print(f"# {device_line(device)}")
     max_len = args.prompt + args.new + 8
     results = []
     for batch in args.batch:
