@@ -14,12 +14,12 @@ def merged_weights(model) -> dict[str, torch.Tensor]:
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     out: dict[str, torch.Tensor] = {}
-    lora_layers: list[str] = []
-    for name, module in base.named_modules():
-        if any(name.startswith(p + ".") for p in lora_layers):
-            continue  # inside a LoRA layer: base_layer, lora_A, lora_B
+    inside = None  # the LoRA layer whose submodules (base_layer, lora_A, lora_B) come next
+    for name, module in base.named_modules():  # pre-order: a layer, then its submodules
+        if inside and name.startswith(inside):
+            continue
         if isinstance(module, LoraLayer):
-            lora_layers.append(name)
+            inside = name + "."
             inner = module.get_base_layer()
             weight = inner.weight
             if not module.merged and not module.disable_adapters:
