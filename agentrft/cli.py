@@ -204,8 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="agentrft", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
+    # Commands that may run a `python` grader's source: without bubblewrap they refuse to,
+    # unless the operator says so here (or with AGENTRFT_ALLOW_UNSANDBOXED_CODE=1).
+    grading = argparse.ArgumentParser(add_help=False)
+    grading.add_argument("--allow-unsandboxed-code", action="store_true",
+                         help="run python grader code without network or file-system isolation "
+                              "when bubblewrap is missing (default: refuse)")
 
-    t = sub.add_parser("train", help="run a reinforcement fine-tuning job")
+    t = sub.add_parser("train", help="run a reinforcement fine-tuning job", parents=[grading])
     t.add_argument("job")
     t.add_argument("--out", help="run directory (default runs/JOB_NAME)")
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -216,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ray-workers", type=int, default=2, help="rollout actors with --ray")
     t.set_defaults(fn=cmd_train)
 
-    e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows")
+    e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows", parents=[grading])
     e.add_argument("job")
     e.add_argument("--model", help="model or checkpoint directory (default: the job's model)")
     e.add_argument("--samples", type=int, default=3, help="rollouts per row")
@@ -225,16 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.set_defaults(fn=cmd_eval)
 
-    v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools")
+    v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools", parents=[grading])
     v.add_argument("job")
     v.set_defaults(fn=cmd_validate)
-    d = sub.add_parser("demo", help="FinQA-lite: baseline eval, RL training, final eval, report")
+    d = sub.add_parser("demo", help="FinQA-lite: baseline eval, RL training, final eval, report", parents=[grading])
     d.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default="runs/demo")
     d.set_defaults(fn=cmd_demo)
 
-    s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker")
+    s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker", parents=[grading])
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--data-dir", help="store, uploads and runs (default: AGENTRFT_DATA_DIR or "
@@ -278,14 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("graders", help="run or validate a grader config")
     gsub = g.add_subparsers(dest="graders_command", required=True)
-    gr = gsub.add_parser("run", help="grade one sample; prints OpenAI's graders-run response")
+    gr = gsub.add_parser("run", help="grade one sample; prints OpenAI's graders-run response", parents=[grading])
     gr.add_argument("--grader", required=True, help="grader config (JSON file)")
     gr.add_argument("--item", help="the dataset item (JSON file)")
     gr.add_argument("--sample", help="the sample (JSON file: an object, or a string / plain text "
                                      "for output_text)")
     gr.add_argument("--sample-text", help="the sample's output_text, given inline")
     gr.set_defaults(fn=cmd_graders_run)
-    gv = gsub.add_parser("validate", help="check a grader config; prints {\"grader\": ...}")
+    gv = gsub.add_parser("validate", help="check a grader config; prints {\"grader\": ...}", parents=[grading])
     gv.add_argument("--grader", required=True)
     gv.set_defaults(fn=cmd_graders_validate)
     return ap
@@ -294,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if getattr(args, "allow_unsandboxed_code", False):
+        from agentrft.graders.sandbox import ALLOW_UNSANDBOXED_ENV
+
+        os.environ[ALLOW_UNSANDBOXED_ENV] = "1"  # the server's worker processes inherit it
     try:
         return args.fn(args)
     except AgentRFTError as e:

@@ -2,6 +2,7 @@
 
     AgentRFTError
     ├── SpecError              a job file, dataset or config is wrong; names file, line and field
+    │   └── SandboxUnavailable the job needs a sandbox (python grader code) this machine lacks
     ├── ModelLoadError         a model reference cannot be resolved or loaded
     ├── ToolError
     │   ├── ToolUnreachable    preflight: a tool server does not answer before training starts
@@ -36,6 +37,12 @@ class SpecError(AgentRFTError):
         if field:
             where += f"{field}: "
         super().__init__(where + message)
+
+
+class SandboxUnavailable(SpecError):
+    """Untrusted code (a `python` grader's source) would run here without isolation, and the
+    operator did not opt in to that. A SpecError so that every entry point (CLI, job
+    validation, graders/run) refuses the config with the reason, as for any other bad field."""
 
 
 class ModelLoadError(AgentRFTError):

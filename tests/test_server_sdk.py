@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from openai import OpenAI
+from openai import APIConnectionError, OpenAI
 
 from examples.lookup import task
 from tests.serving_fixtures import ROOT, free_port, stop_process, wait_healthy
@@ -20,18 +20,24 @@ KEY = "sk-test-agentrft"
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int):
+    """`agentrft server` in a subprocess; `args` are extra options (the key is KEY unless
+    `api_key` says otherwise; None: no key), `env` replaces the environment."""
+
+    def __init__(self, data_dir: Path, port: int, *args: str, api_key: str | None = KEY,
+                 env: dict[str, str] | None = None):
         self.data_dir, self.port = data_dir, port
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = data_dir / f"server-{port}-{time.time()}.log"
+        key = ["--api-key", api_key] if api_key else []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agentrft.cli", "server", "--port", str(port),
-             "--data-dir", str(data_dir), "--api-key", KEY],
+             "--data-dir", str(data_dir), *key, *args],
             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(data_dir / f"server-{port}-{time.time()}.log", "w"))
+            stderr=open(self.log, "w"), env=env)
         if wait_healthy(port, self.proc, timeout_s=60):
             return
         self.stop()
-        raise RuntimeError("server did not start")
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -130,7 +136,8 @@ def test_worker_killed_mid_job_resumes_after_restart(tmp_path, dataset, tiny_mod
         db.close()
         os.kill(pid, signal.SIGKILL)
         server.stop()
-        assert client.fine_tuning.jobs.retrieve  # the server is down; restart it on the same data
+        with pytest.raises(APIConnectionError):  # the server is down; restart it on the same data
+            client.fine_tuning.jobs.retrieve(job.id)
         server = Server(data, free_port())
         client = OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=KEY, max_retries=0)
         done = wait_for(client, job.id, ("succeeded", "failed"))

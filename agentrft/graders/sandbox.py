@@ -1,7 +1,9 @@
 """Run an untrusted command with limits: bubblewrap where it works, a plain subprocess otherwise.
 
 `default_sandbox()` picks `BwrapSandbox` when `bwrap` is installed *and* a trial run inside it
-succeeds, else `SubprocessSandbox` (and logs once that the network is not isolated).
+succeeds. Otherwise it raises `SandboxUnavailable`, unless the operator opted in to running
+untrusted code unisolated (`AGENTRFT_ALLOW_UNSANDBOXED_CODE=1` or `--allow-unsandboxed-code`):
+then `SubprocessSandbox`, logged once. `isolation_summary()` is the line servers print at start.
 
 What BwrapSandbox covers:
 - network: a network namespace of its own (only its own loopback): no host, LAN or internet,
@@ -26,7 +28,7 @@ What it does not cover:
 - unix sockets on the file system outside /run and /tmp that a stranger may write to;
 - anything the command reports about itself (a score can be forged by the code that computes it).
 
-SubprocessSandbox (fallback) covers the same uid switch, rlimits, wall clock and output caps,
+SubprocessSandbox (opt-in fallback) covers the same uid switch, rlimits, wall clock and output caps,
 gives a private scratch dir (HOME, TMPDIR, working dir), and afterwards kills every process of
 the run's uid. It does NOT isolate the network, the file system (anything a stranger may write,
 such as the host's /tmp, stays writable) or the process table.
@@ -68,6 +70,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
+from agentrft.errors import SandboxUnavailable
 from agentrft.graders.sandbox_procs import UID_POOL, kill_uid, read_all, supervise, uid_exists
 
 log = logging.getLogger(__name__)
@@ -322,23 +325,62 @@ class SubprocessSandbox(LaunchingSandbox):
             shutil.rmtree(cwd, ignore_errors=True)
 
 
+# The operator's explicit opt-in to running untrusted grader code without isolation: the
+# environment (so a server's worker processes inherit it) or `--allow-unsandboxed-code`.
+ALLOW_UNSANDBOXED_ENV = "AGENTRFT_ALLOW_UNSANDBOXED_CODE"
+
+
+def unsandboxed_code_allowed() -> bool:
+    return os.environ.get(ALLOW_UNSANDBOXED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def bwrap_problem(bwrap: str | None) -> str | None:
+    """Why bubblewrap cannot isolate a run here (None: it can)."""
+    if bwrap is None:
+        return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
+    if problem := BwrapSandbox(bwrap).probe():
+        return f"bwrap cannot start a sandbox: {problem}"
+    return None
+
+
+def choose_sandbox(bwrap: str | None, *, allow_unsandboxed: bool) -> Sandbox:
+    """BwrapSandbox where bubblewrap runs; else the plain subprocess only if the operator opted
+    in; else `SandboxUnavailable`: untrusted code is never run unisolated by default."""
+    problem = bwrap_problem(bwrap)
+    if problem is None:
+        return BwrapSandbox(bwrap)
+    if allow_unsandboxed:
+        return SubprocessSandbox(reason=f"{problem}; allowed by {ALLOW_UNSANDBOXED_ENV}")
+    raise SandboxUnavailable(
+        f"python graders run untrusted code and need a sandbox, but {problem}. To run them "
+        f"without network or file-system isolation anyway, set {ALLOW_UNSANDBOXED_ENV}=1 or "
+        f"pass --allow-unsandboxed-code", field="grader.type")
+
+
 _default: Sandbox | None = None
 _default_lock = threading.Lock()
 
 
 def default_sandbox() -> Sandbox:
-    """BwrapSandbox if bubblewrap runs here, else SubprocessSandbox; chosen once per process."""
+    """`choose_sandbox` for this machine; bubblewrap is probed once per process."""
     global _default
     with _default_lock:
         if _default is None:
-            path = shutil.which("bwrap")
-            if path is None:
-                _default = SubprocessSandbox(reason="bubblewrap (bwrap) is not installed")
-            elif problem := BwrapSandbox(path).probe():
-                _default = SubprocessSandbox(reason=f"bwrap cannot start a sandbox: {problem}")
-            else:
-                _default = BwrapSandbox(path)
+            _default = choose_sandbox(shutil.which("bwrap"),
+                                      allow_unsandboxed=unsandboxed_code_allowed())
         return _default
+
+
+def isolation_summary() -> str:
+    """One line for start-up logs: what isolates python grader code here, if anything."""
+    problem = bwrap_problem(shutil.which("bwrap"))
+    if problem is None:
+        return "python graders: bubblewrap (no network, read-only file system, own uid, limits)"
+    if unsandboxed_code_allowed():
+        return (f"python graders: NOT ISOLATED (plain subprocess with limits; no network or "
+                f"file-system isolation): {problem}; allowed by {ALLOW_UNSANDBOXED_ENV}")
+    return (f"python graders: refused ({problem}); set {ALLOW_UNSANDBOXED_ENV}=1 or pass "
+            f"--allow-unsandboxed-code to run them without isolation")
 
 
 def _first_blocked(path: str) -> str | None:

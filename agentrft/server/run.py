@@ -84,6 +84,12 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
     elif not api_keys:
         print("agentrft server: no API key given; serving on loopback only, without auth",
               file=sys.stderr)
+    from agentrft.graders.sandbox import isolation_summary as grader_isolation
+    from agentrft.tools.sandbox.factory import isolation_summary as tool_isolation
+
+    # which isolation is in force for untrusted code, said once where the operator looks
+    for line in (grader_isolation(), tool_isolation()):
+        print(f"agentrft server: {line}", file=sys.stderr, flush=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; under the default handler
     # that kills this process before `finally` stops the workers, orphaning them

@@ -25,3 +25,16 @@ def make_backend(kind: BackendName = "auto", *, image: str | None = None,
     if kind == "bwrap":
         return BwrapBackend(expose=expose)
     return DockerBackend(image=image) if image else DockerBackend()
+
+
+def isolation_summary() -> str:
+    """One line for start-up logs: which backend isolates shell-like tools here. There is no
+    unisolated backend: without one, a job declaring such tools fails its preflight."""
+    from agentrft.tools.sandbox.bwrap import BwrapBackend
+    from agentrft.tools.sandbox.docker import DockerBackend
+
+    if (bwrap := BwrapBackend.available()) is None:
+        return "shell tools: bubblewrap workspaces"
+    if (docker := DockerBackend.available()) is None:
+        return "shell tools: Docker containers"
+    return f"shell tools: refused (bwrap: {bwrap}; docker: {docker})"
