@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.system_parts import require_system
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_system"):
+        require_system(*mark.args)
+
 
 @pytest.fixture(scope="session")
 def tokenizer():

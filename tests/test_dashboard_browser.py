@@ -22,10 +22,10 @@ from agentrft.jobs.worker import claim_next, run_job
 from agentrft.server import create_app
 from examples.lookup import task
 from tests.dashboard_fixtures import chromium_available, headless_chromium, serving, synthesize_job
+from tests.system_parts import needs_system
 
-pytestmark = pytest.mark.skipif(not chromium_available(),
-                                reason="needs Debian's chromium and chromium-driver "
-                                       "(scripts/setup.sh installs them as root)")
+pytestmark = needs_system("Debian's chromium and chromium-driver",
+                          None if chromium_available() else "not installed")
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard"
 KEY = "sk-browser"

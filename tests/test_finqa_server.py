@@ -341,8 +341,8 @@ def test_tool_server_urls_declarations_and_clean_shutdown(corpus):
 # -- the real index ----------------------------------------------------------------------------
 
 async def test_real_index_over_a_tiny_corpus(tmp_path):
-    pytest.importorskip("examples.finqa_lite.search")
-    corpus_mod = pytest.importorskip("examples.finqa_lite.corpus")
+    import examples.finqa_lite.search  # noqa: F401  (an import error fails, never skips)
+    from examples.finqa_lite import corpus as corpus_mod
     generated = corpus_mod.generate_corpus(seed=0)
     picked = [(c, 2015 + i) for i, c in enumerate(generated.companies[:3])]
     corpus = tmp_path / "corpus"
@@ -410,7 +410,7 @@ def test_build_index_at_start(corpus, tmp_path, monkeypatch):
 # -- the generated corpus ----------------------------------------------------------------------
 
 def test_serves_the_generated_corpus(tmp_path):
-    corpus_mod = pytest.importorskip("examples.finqa_lite.corpus")
+    from examples.finqa_lite import corpus as corpus_mod
     corpus_dir = corpus_mod.write_corpus(tmp_path / "corpus", seed=0)
     generated = corpus_mod.generate_corpus(seed=0)
     slug, year = generated.companies[0].slug, corpus_mod.YEARS[0]

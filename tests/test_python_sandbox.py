@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import sys
 import time
@@ -20,7 +21,8 @@ from agentrft.errors import SpecError
 from agentrft.graders.base import DETAIL_KEYS, ERROR_KEYS
 from agentrft.graders.python_source import MAX_SOURCE_BYTES, PythonSourceGrader, from_config
 from agentrft.graders.sandbox import (DEFAULT_UIDS, BwrapSandbox, SandboxLimits, SubprocessSandbox,
-                                      default_sandbox)
+                                      bwrap_problem, default_sandbox)
+from tests.system_parts import require_system
 
 SAMPLE = {"output_text": "Paris", "output_json": None, "output_tools": [], "choices": [],
           "output_reasoning_summary": None, "trajectory": []}
@@ -34,10 +36,8 @@ RUNTIME = "python_grader_runtime_error"
 def sandbox(request):
     if request.param == "subprocess":
         return SubprocessSandbox()
-    chosen = default_sandbox()
-    if not isinstance(chosen, BwrapSandbox):
-        pytest.skip(f"no bubblewrap sandbox ({chosen.reason}); the fallback is tested instead")
-    return chosen
+    require_system("bubblewrap", bwrap_problem(shutil.which("bwrap")))
+    return default_sandbox()
 
 
 def make(source: str, sandbox=None, limits: SandboxLimits = LIMITS, **kw) -> PythonSourceGrader:
@@ -203,9 +203,8 @@ async def test_scratch_dir_is_writable(sandbox):
 # --- hostile code ------------------------------------------------------------------------
 
 async def test_network_is_unreachable():
+    require_system("bubblewrap", bwrap_problem(shutil.which("bwrap")))
     sandbox = default_sandbox()
-    if not sandbox.isolates_network:
-        pytest.skip(f"network isolation needs bubblewrap ({sandbox.reason})")
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(0)
     port = server.getsockname()[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
+import ray  # the [ray] extra; scripts/setup.sh installs it (an import error fails)
 
 from agentrft.rollout.loop import run_rollouts  # noqa: E402
 from agentrft.rollout.ray_pool import RayRolloutPool  # noqa: E402

@@ -10,6 +10,7 @@ sandboxes and the host as they were. Skipped where bubblewrap cannot run (not ro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 import threading
@@ -21,9 +22,9 @@ from agentrft.graders.sandbox_procs import UID_POOL
 from agentrft.tools.sandbox import SandboxError, WorkspaceLimits
 from agentrft.tools.sandbox.bwrap import BwrapBackend
 from agentrft.tools.shell_tools import SandboxPool
+from tests.system_parts import needs_system
 
-pytestmark = pytest.mark.skipif(BwrapBackend.available() is not None,
-                                reason=f"bwrap backend unavailable: {BwrapBackend.available()}")
+pytestmark = needs_system("the bwrap sandbox backend", BwrapBackend.available())
 
 LIMITS = WorkspaceLimits(wall_seconds=8, cpu_seconds=5, max_processes=32,
                          output_bytes=64 << 10, workspace_bytes=32 << 20, tmp_bytes=16 << 20)
@@ -92,7 +93,11 @@ async def test_rm_rf_everything_leaves_others_and_host_untouched(backend, source
     host_file.chmod(0o666)  # even a world-writable host file must survive
     a, b = await asyncio.gather(backend.create(str(source), LIMITS), backend.create(str(source), LIMITS))
     try:
-        r = await a.exec(sh(f"rm -rf --no-preserve-root / {host_file} 2>/dev/null; ls -A /workspace | wc -l"))
+        # rm walks the whole read-only host tree (every .venv on the disk), so it gets room
+        # beyond LIMITS: a busy 2-core machine took over 8 s
+        walk = dataclasses.replace(LIMITS, wall_seconds=180, cpu_seconds=120)
+        r = await a.exec(sh(f"rm -rf --no-preserve-root / {host_file} 2>/dev/null; ls -A /workspace | wc -l"),
+                         limits=walk)
         assert r.exit_code == 0 and r.stdout.strip() == "0"  # its own workspace: gone
         assert (await b.exec(sh("cat pkg/core.py"))).stdout == "def answer():\n    return 42\n"
         assert host_file.read_text() == "keep me"

@@ -15,6 +15,7 @@ from agentrft.errors import SpecError
 from agentrft.graders import text_similarity as ts
 from agentrft.graders.base import DETAIL_KEYS, ERROR_KEYS, GraderResult
 from agentrft.graders.text_similarity import METRICS, TextSimilarityGrader, from_config, similarity
+from tests.system_parts import require_system
 
 SAMPLE = {"output_text": "The answer is Paris.", "output_json": None, "output_tools": [],
           "choices": [], "output_reasoning_summary": None, "trajectory": []}
@@ -114,8 +115,7 @@ def test_bleu_short_sentences_are_not_zero():
 
 def test_meteor_synonyms_with_wordnet():
     reader, has_synonyms = ts._wordnet()
-    if not has_synonyms:
-        pytest.skip("WordNet is not installed (apt-get install wordnet-base)")
+    require_system("WordNet", None if has_synonyms else "not installed (apt-get install wordnet-base)")
     # fast/quick are WordNet synonyms: all 4 words match in one chunk.
     assert similarity("meteor", "the cat is fast", "the cat is quick") == pytest.approx(
         1 - 0.5 * (1 / 4) ** 3)

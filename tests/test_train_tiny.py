@@ -138,7 +138,7 @@ def test_cli_train_then_eval_a_checkpoint(tmp_path, tiny_model_dir, capsys):
     assert "best-of-2" in out
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["samples_per_row"] == 2 and len(summary["per_row"]) == summary["rows"]
-    assert job.hp.kl_coef == 0
+    assert summary["model"] == str(ckpt)  # the checkpoint was evaluated, not the job's model
 
 
 def test_pause_checkpoints_and_resume_finishes(tmp_path, tiny_model_dir):
