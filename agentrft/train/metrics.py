@@ -55,7 +55,8 @@ def rollout_metrics(rollouts: list[Rollout], prefix: str) -> dict[str, float | N
 
 
 def per_row_summary(rollouts: list[Rollout]) -> list[dict]:
-    """Per validation row: mean, best, spread (std) and count of scored rollouts."""
+    """Per validation row: mean, best, spread (std), count and the rewards of its scored
+    rollouts (the rewards feed the paired before/after comparison, analysis/significance.py)."""
     rows: dict[int, list[float]] = {}
     for r in rollouts:
         if not r.discarded and r.reward is not None:
@@ -65,5 +66,5 @@ def per_row_summary(rollouts: list[Rollout]) -> list[dict]:
         mean = sum(rewards) / len(rewards)
         std = (sum((x - mean) ** 2 for x in rewards) / len(rewards)) ** 0.5
         out.append({"row_index": idx, "n": len(rewards), "mean": mean, "best": max(rewards),
-                    "std": std})
+                    "std": std, "rewards": rewards})
     return out

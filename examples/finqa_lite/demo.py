@@ -127,18 +127,25 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 
 
 def verdict(baseline: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
-    """Did training help? The validation gain against the baseline's run-to-run spread (the
-    std of its passes' means: what re-running the same model moves the figure by)."""
-    gain = final["mean_reward"] - baseline["mean_reward"]
+    """Did training help? A paired two-level bootstrap over validation rows and their passes
+    (agentrft/analysis/significance.py): the gain counts when its 95% interval is above zero.
+    The baseline's run-to-run spread (std of its passes' means) is reported beside it."""
+    from agentrft.analysis.significance import paired_bootstrap
+
+    def rewards(summary):
+        return {r["row_index"]: r["rewards"] for r in summary["per_row"]}
+
+    paired = paired_bootstrap(rewards(baseline), rewards(final))
     spread = baseline.get("run_to_run_std")
-    beats = spread is not None and gain > spread
-    text = (f"validation reward {baseline['mean_reward']:.3f} -> {final['mean_reward']:.3f} "
-            f"(gain {gain:+.3f}); baseline run-to-run spread "
-            + (f"{spread:.3f} over {len(baseline['pass_mean_rewards'])} passes: the gain "
-               f"{'exceeds' if beats else 'does NOT exceed'} it" if spread is not None
-               else "unknown (one pass)"))
+    text = (f"validation reward {baseline['mean_reward']:.3f} -> {final['mean_reward']:.3f}; "
+            f"paired gain over {paired.rows} rows {paired.gain:+.3f}, 95% CI "
+            f"[{paired.ci_low:+.3f}, {paired.ci_high:+.3f}]: "
+            + ("training helped" if paired.significant
+               else "NOT significant (the interval reaches zero)")
+            + (f"; baseline run-to-run spread {spread:.3f}" if spread is not None else ""))
     return {"baseline_mean_reward": baseline["mean_reward"], "final_mean_reward": final["mean_reward"],
-            "gain": gain, "baseline_run_to_run_std": spread,
+            "gain": paired.gain, "paired_bootstrap": paired.to_dict(),
+            "significant": paired.significant, "baseline_run_to_run_std": spread,
+            "gain_over_spread": paired.gain / spread if spread else None,
             "baseline_pass_means": baseline.get("pass_mean_rewards"),
-            "final_pass_means": final.get("pass_mean_rewards"), "gain_exceeds_spread": beats,
-            "text": text}
+            "final_pass_means": final.get("pass_mean_rewards"), "text": text}
