@@ -6,7 +6,8 @@ with an eval and a checkpoint every `eval_interval` steps.
         rollouts  = G rollouts per row (G = hyperparameters.group_size), run concurrently
         rewards   = the grader's reward, minus the configured penalties
         groups    = per row: advantages, or dropped (zero variance / discarded rollouts)
-        update    = one AdamW step on the clipped token-level surrogate loss
+        update    = one AdamW step on the clipped token-level surrogate loss, its ratio
+                    against the engine's sampling log-probs, truncated at tis_cap (train/loss.py)
         every eval_interval steps: validation rollouts, metrics, checkpoint
 """
 
