@@ -55,7 +55,7 @@ def cmd_train(args) -> int:
 
     from agentrft.analysis.alarm import AlarmWatcher
     from agentrft.analysis.compare import read_metrics
-    from agentrft.train.loop import StepReport, Trainer
+    from agentrft.train.loop import StepReport, Trainer, raise_if_paused
 
     job = _load(args.job)
     out = Path(args.out or f"runs/{Path(args.job).stem}")
@@ -83,6 +83,7 @@ def cmd_train(args) -> int:
     trainer.on_step = on_step
     metrics = asyncio.run(trainer.run_async(resume=args.resume))
     bar.close()
+    raise_if_paused(trainer)  # too many rollouts discarded: the message says why and how to go on
     evals = [m for m in metrics if m.get("valid_reward_mean") is not None]
     if evals:
         print(f"validation reward: {evals[0]['valid_reward_mean']:.3f} (step {evals[0]['step']}) -> "

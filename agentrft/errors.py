@@ -12,7 +12,9 @@
     │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
     ├── EngineError            an inference server failed or answered something unusable
     ├── CheckpointError        a checkpoint is missing or unreadable on --resume
-    └── TrainingPaused         too many rollouts discarded in a step: checkpointed and stopped
+    ├── JobStateError          a job's status does not allow the request (resuming a succeeded job)
+    │   └── InvalidTransition  a status change the job store's transition table does not have
+    └── TrainingPaused         `train()` only: the run paused itself (too many rollouts discarded)
 
 Model-caused tool errors (a 4xx, bad arguments, a malformed call) are *not* exceptions:
 they are shown to the model as the tool's output (see `agentrft.tools.base.ToolOutcome`).
@@ -82,6 +84,26 @@ class CheckpointError(AgentRFTError):
     """A checkpoint is missing or unreadable."""
 
 
+class JobStateError(AgentRFTError):
+    """The job's status does not allow the request (e.g. resuming a running job). The API
+    answers 400 with code `invalid_job_state`."""
+
+
+class InvalidTransition(JobStateError):
+    """The job store refused to move a job between two statuses its transition table does not
+    connect (`agentrft.jobs.store.TRANSITIONS`): a bug in the caller, or a request that lost a
+    race with the worker."""
+
+    def __init__(self, job_id: str, current: str, new: str, allowed: tuple[str, ...]):
+        self.job_id, self.current, self.new = job_id, current, new
+        nexts = ", ".join(allowed) if allowed else "no other status (it is finished)"
+        super().__init__(f"job {job_id} is {current}; it cannot become {new} "
+                         f"(from {current} it can become: {nexts})")
+
+
 class TrainingPaused(AgentRFTError):
-    """A step discarded more rollouts than allowed (tools or grader failing): the run saved a
-    checkpoint and stopped rather than train on what is left. Fix the cause, then --resume."""
+    """Raised by `agentrft.train.loop.train` (and so `agentrft train`) when the run paused
+    itself: a step discarded more rollouts than allowed (tools, grader or engine failing), so
+    it saved a checkpoint and stopped rather than train on what is left. `Trainer.run_async`
+    reports the same as a value (`outcome` "paused", `pause_reason`), as it does a requested
+    pause. Fix the cause, then --resume."""

@@ -133,6 +133,8 @@ def synthesize_job(store: JobStore, **kwargs: Any) -> tuple[str, Path]:
                           "examples": [{"trace_id": f"trace_eval_{total}_0_0", "step": total,
                                         "phase": "eval", "row_index": 0, "reward": 1.0,
                                         "tool_calls": 1, "final_text": "<b>42</b>"}]})
+    for status in ("queued", "running"):  # the store allows only the lifecycle's moves
+        store.set_status(job["id"], status)
     store.set_status(job["id"], "succeeded", fine_tuned_model=f"ft:base:synthetic:{job['id']}")
     return job["id"], run_dir
 

@@ -266,6 +266,7 @@ def test_job_page_follows_a_running_job(tmp_path):
 
     store = JobStore(tmp_path / "data")
     job = store.create_job({"model": "m", "training_file": "f", "method": {}})
+    store.set_status(job["id"], "queued")
     store.set_status(job["id"], "running")
     run_dir = Path(store.job_row(job["id"])["run_dir"])
     metrics = synthesize_run(tmp_path / "full", steps=8, rows=2, group=3, eval_every=4)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 
 import httpx
 import pytest
@@ -123,7 +124,11 @@ def test_completions_from_servers_without_token_ids_or_stop_tokens():
     vllm_style = {"index": 0, "finish_reason": "stop", "stop_reason": 7,
                   "logprobs": {"tokens": ["token_id:11", "token_id:12"], "token_logprobs": [-1.0, -0.5]}}
     c = _completion(vllm_style, params)
-    assert c.token_ids == [11, 12, 7] and c.logprobs == [-1.0, -0.5, 0.0] and c.finish_reason == "stop"
+    assert c.token_ids == [11, 12, 7] and c.logprobs[:2] == [-1.0, -0.5] and c.finish_reason == "stop"
+    assert math.isnan(c.logprobs[2])  # not reported: unknown, not log-prob 0
+    unreported = _completion({"index": 0, "finish_reason": "length", "token_ids": [4, 5],
+                              "logprobs": {"token_logprobs": [None, -0.3]}}, params)
+    assert math.isnan(unreported.logprobs[0]) and unreported.logprobs[1] == -0.3
     eos = _completion({"index": 0, "finish_reason": "stop", "token_ids": [4, 2],
                        "logprobs": {"token_logprobs": [-0.1, -0.2]}}, params)
     assert eos.token_ids == [4, 2] and eos.logprobs == [-0.1, -0.2]

@@ -351,6 +351,7 @@ def test_graders_validate(client):
 def test_models(client, store, queued_job):
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert ids == ["bundled:smollm2-135m-instruct"]
+    store.set_status(queued_job["id"], "running")
     store.set_status(queued_job["id"], "succeeded", fine_tuned_model="ft:m::x")
     data = client.get("/v1/models").json()["data"]
     assert [m["id"] for m in data] == ["bundled:smollm2-135m-instruct", "ft:m::x"]

@@ -98,11 +98,15 @@ def test_checkpoint_loads_as_a_model_for_eval(tmp_path, tiny_model_dir):
 
 def test_a_step_of_mostly_discarded_rollouts_pauses_with_a_checkpoint(tmp_path, tiny_model_dir):
     from agentrft.errors import TrainingPaused
+    from agentrft.train.loop import train
 
     run = tmp_path / "run"
     job = make_job(tmp_path, tiny_model_dir, max_steps=2, grader="tests.grader_fixtures:buggy")
-    with pytest.raises(TrainingPaused) as e:
-        asyncio.run(Trainer(job, run).run_async())
+    trainer = Trainer(job, run)
+    asyncio.run(trainer.run_async())  # a pause is an outcome, as a requested one is
+    assert trainer.outcome == "paused" and "8 of 8 rollouts discarded" in trainer.pause_reason
+    with pytest.raises(TrainingPaused) as e:  # a caller without a paused state gets an error
+        train(job, run, resume=True)
     assert "8 of 8 rollouts discarded" in str(e.value) and "--resume" in str(e.value)
     assert (run / "checkpoints" / "LATEST").read_text() == "step_000000"
     assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == [0]  # the failed step is redone

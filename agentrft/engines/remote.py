@@ -28,9 +28,10 @@ that can read `adapter_dir` (the same one, or a shared file system):
     #                                    adapter_dir: /shared/adapters}
 
 `--max-lora-rank` must be at least the job's `lora_r`. `--logprobs-mode processed_logprobs`
-(recent vLLM) reports log-probs after temperature, as ours are; without it only the
-`logprob_mismatch_mean` health metric reads higher: the trainer recomputes every log-prob
-it trains on from the token ids.
+(recent vLLM) reports log-probs after temperature, as ours are; without it the trainer's
+importance ratio against them (train/loss.py) is off at any temperature but 1, and
+`logprob_mismatch_mean` shows it. A token whose log-prob the server does not report gets NaN:
+it trains on-policy and stays out of that metric, rather than reading as log-prob 0.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ import torch
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.errors import EngineError
 from agentrft.httpio import describe_error
+
+NAN = float("nan")
 
 
 class RemoteEngine(Engine):
@@ -167,15 +170,15 @@ def _completion(choice: dict[str, Any], params: SamplingParams) -> Completion:
     if values is None or len(values) != len(ids):
         raise EngineError(f"the server returned {0 if values is None else len(values)} "
                           f"log-probabilities for {len(ids)} tokens")
-    values = [0.0 if v is None else float(v) for v in values]
+    values = [NAN if v is None else float(v) for v in values]  # unreported: not 0 (p = 1)
     finish = "stop" if choice.get("finish_reason") == "stop" else "length"
     if finish == "stop" and (not ids or ids[-1] not in params.stop_token_ids):
         # A server that leaves the stop token out of token_ids: it was sampled (it ended the
-        # turn), so put it back, with log-prob 0 since its value was not reported.
+        # turn), so put it back, with log-prob NaN since its value was not reported.
         reason = choice.get("stop_reason")
         if isinstance(reason, int) or params.stop_token_ids:
             ids = list(ids) + [reason if isinstance(reason, int) else params.stop_token_ids[0]]
-            values.append(0.0)
+            values.append(NAN)
     return Completion(token_ids=list(ids), logprobs=values, finish_reason=finish)
 
 

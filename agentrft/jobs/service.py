@@ -2,13 +2,9 @@
 `validating_files` stage), pause, resume, cancel. HTTP lives in `agentrft.server`; the
 worker process (`agentrft.jobs.worker`) does the training.
 
-State machine:
-
-    validating_files ──► queued ──► running ──► succeeded | failed | cancelled
-          │                ▲  │        │  ▲
-          └──► failed      │  └─► cancelled (asked while queued or paused)
-                           │           ▼  │
-                        paused ◄── (pause asked; the worker checkpoints and stops)
+State machine: `agentrft.jobs.store.TRANSITIONS`, enforced by `JobStore.set_status`. A pause
+or cancel of a running job is a request the worker acts on at the next step boundary; every
+other move happens here or in the worker.
 """
 
 from __future__ import annotations
@@ -19,15 +15,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentrft.errors import AgentRFTError, SpecError
-from agentrft.jobs.store import TERMINAL, JobStore
+from agentrft.errors import AgentRFTError, JobStateError, SpecError
+from agentrft.jobs.store import JobStore, can_move
 from agentrft.spec.errors import spec_error_from
 from agentrft.spec.job import JobSpec
 from agentrft.train.setup import build_tools, preflight, validate_job
 
 
-class JobStateError(AgentRFTError):
-    """The job's status does not allow the request (e.g. resuming a running job)."""
+__all__ = ["JobStateError", "NotFound"]  # JobStateError lives in agentrft.errors
 
 
 class NotFound(AgentRFTError):
@@ -122,33 +117,36 @@ def error_object(e: Exception) -> dict[str, Any]:
     return {"code": code, "message": message, "param": param}
 
 
+# What each action asks for, and what to say when the job's status does not allow it.
+ACTIONS: dict[str, tuple[str, str]] = {
+    "cancel": ("cancelled", "it has finished and cannot be cancelled"),
+    "pause": ("paused", "only running or queued jobs can be paused"),
+    "resume": ("queued", "only paused jobs can be resumed"),
+}
+
+
 def request(store: JobStore, job_id: str, action: str) -> dict[str, Any]:
-    """pause | resume | cancel, as the API asks them. Returns the job object."""
-    row = store.job_row(job_id)
-    if row is None:
-        raise NotFound(f"no job with id {job_id!r}")
-    status = row["status"]
-    if action == "cancel":
-        if status in TERMINAL:
-            raise JobStateError(f"job {job_id} is already {status}")
-        if status == "running":
-            store.update_job(job_id, requested="cancel")
-        else:
-            store.set_status(job_id, "cancelled", expect=(status,))
-            store.add_event(job_id, "job cancelled")
-    elif action == "pause":
-        if status == "running":
-            store.update_job(job_id, requested="pause")
-        elif status in ("queued", "validating_files"):
-            store.set_status(job_id, "paused", expect=(status,))
-            store.add_event(job_id, "job paused before it started")
-        else:
-            raise JobStateError(f"only a running or queued job can be paused; job is {status}")
-    elif action == "resume":
-        if status != "paused":
-            raise JobStateError(f"only a paused job can be resumed; job is {status}")
-        store.set_status(job_id, "queued", expect=("paused",), requested=None)
-        store.add_event(job_id, "job resumed; queued")
-    else:
+    """pause | resume | cancel, as the API asks them. Returns the job object; raises NotFound,
+    or JobStateError when the job's status does not allow the action."""
+    if action not in ACTIONS:
         raise ValueError(action)
+    target, refusal = ACTIONS[action]
+    while True:
+        row = store.job_row(job_id)
+        if row is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        status = row["status"]
+        if status == "running" and action in ("pause", "cancel"):
+            # the worker checkpoints (pause) or stops (cancel) at its next step boundary
+            store.update_job(job_id, requested=action)
+            return store.get_job(job_id)
+        if not can_move(status, target):
+            raise JobStateError(f"job {job_id} is {status}; {refusal}")
+        # a resumed job's last pause reason is history (the events keep it), not its error
+        cleared = {"error": None} if action == "resume" else {}
+        if store.set_status(job_id, target, expect=(status,), requested=None, **cleared):
+            break
+        # the worker or the validation stage moved the job meanwhile: decide again
+    store.add_event(job_id, {"cancel": "job cancelled", "pause": "job paused before it started",
+                             "resume": "job resumed; queued"}[action])
     return store.get_job(job_id)

@@ -17,10 +17,30 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from agentrft.errors import InvalidTransition
 from agentrft.spec.secrets import redact
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUSES = ("validating_files", "queued", "running", "paused") + TERMINAL
+
+# Every status change a job may make; `JobStore.set_status` refuses the rest (InvalidTransition).
+# A pause or cancel asked of a running job is carried out by the worker at its next step
+# boundary (running → paused | cancelled); a run also pauses itself when a step discards too
+# many rollouts. `resume` is paused → queued. A paused job has passed validation: pausing
+# waits until a job is queued. Finished statuses have no way out.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "validating_files": ("queued", "failed", "cancelled"),
+    "queued": ("running", "paused", "cancelled"),
+    "running": ("succeeded", "failed", "cancelled", "paused"),
+    "paused": ("queued", "cancelled"),
+    "succeeded": (),
+    "failed": (),
+    "cancelled": (),
+}
+
+
+def can_move(current: str, new: str) -> bool:
+    return new in TRANSITIONS.get(current, ())
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -179,19 +199,30 @@ class JobStore:
 
     def set_status(self, job_id: str, status: str, *, expect: tuple[str, ...] | None = None,
                    **fields: Any) -> bool:
-        """Move a job to `status` if it is in one of `expect` (atomic); False if it was not."""
-        assert status in STATUSES
+        """Move a job to `status` (and set `fields`), atomically. With `expect`, only from one
+        of those statuses: False when the job is elsewhere (e.g. cancelled meanwhile), nothing
+        changed. Raises InvalidTransition when `TRANSITIONS` has no such move from the job's
+        status, and ValueError for an unknown status or job."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown job status {status!r}; one of {', '.join(STATUSES)}")
         if status in TERMINAL:
             fields.setdefault("finished_at", int(time.time()))
         sets = ", ".join(["status = ?"] + [f"{k} = ?" for k in fields])
         values = [status] + [json.dumps(v) if k == "error" and v is not None else v
                              for k, v in fields.items()]
-        query = f"UPDATE jobs SET {sets} WHERE id = ?"
-        args = [*values, job_id]
-        if expect:
-            query += f" AND status IN ({', '.join('?' * len(expect))})"
-            args += list(expect)
-        return self.db.execute(query, args).rowcount == 1
+        while True:
+            row = self.db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no job with id {job_id!r}")
+            current = row["status"]
+            if expect and current not in expect:
+                return False
+            if not can_move(current, status):
+                raise InvalidTransition(job_id, current, status, TRANSITIONS.get(current, ()))
+            # compare-and-set: if another process moved the job since the read, look again
+            query = f"UPDATE jobs SET {sets} WHERE id = ? AND status = ?"
+            if self.db.execute(query, [*values, job_id, current]).rowcount == 1:
+                return True
 
     def next_job(self, statuses: tuple[str, ...] = ("queued",)) -> dict[str, Any] | None:
         row = self.db.execute(

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrft.analysis.alarm import AlarmWatcher
-from agentrft.errors import AgentRFTError, TrainingPaused
+from agentrft.errors import AgentRFTError
 from agentrft.jobs.service import error_object, model_name, spec_from_body
 from agentrft.jobs.store import JobStore
 from agentrft.train.checkpoint import latest_checkpoint
@@ -123,30 +123,33 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
         trainer = Trainer(spec, run_dir, device=device, on_step=on_step,
                           on_checkpoint=on_checkpoint, on_event=on_event, control=control)
         asyncio.run(trainer.run_async(resume=checkpoint is not None))
-    except TrainingPaused as e:
-        store.set_status(job_id, "paused", requested=None, error=error_object(e))
-        return "paused"
     except AgentRFTError as e:
-        store.set_status(job_id, "failed", requested=None, error=error_object(e))
-        store.add_event(job_id, f"job failed: {e}", level="error")
-        return "failed"
+        return _finish(store, job_id, "failed", error=error_object(e), event=f"job failed: {e}")
     except Exception as e:  # noqa: BLE001 - a crash fails this job, never the worker
         (run_dir / "worker.log").open("a").write(traceback.format_exc())
-        store.set_status(job_id, "failed", requested=None,
-                         error={"code": "internal_error", "message": f"{type(e).__name__}: {e}",
-                                "param": None})
-        store.add_event(job_id, f"job failed: {type(e).__name__}: {e}", level="error")
-        return "failed"
+        return _finish(store, job_id, "failed",
+                       error={"code": "internal_error", "message": f"{type(e).__name__}: {e}",
+                              "param": None},
+                       event=f"job failed: {type(e).__name__}: {e}")
 
     if trainer.outcome == "succeeded":
-        store.set_status(job_id, "succeeded", requested=None,
-                         fine_tuned_model=model_name(store, job_id))
-        store.add_event(job_id, "The job has successfully completed")
-    elif trainer.outcome == "paused":
-        store.set_status(job_id, "paused", requested=None)
-    else:
-        store.set_status(job_id, "cancelled", requested=None)
-        store.add_event(job_id, "job cancelled")
+        return _finish(store, job_id, "succeeded", fine_tuned_model=model_name(store, job_id),
+                       event="The job has successfully completed")
+    if trainer.outcome == "paused":
+        # asked for (no error), or the run paused itself: its reason is the job's error
+        error = None if trainer.pause_reason is None else {
+            "code": "TrainingPaused", "param": None,
+            "message": trainer.pause_reason + "; fix the cause, then resume the job"}
+        return _finish(store, job_id, "paused", error=error)
+    return _finish(store, job_id, "cancelled", event="job cancelled")
+
+
+def _finish(store: JobStore, job_id: str, status: str, *, event: str | None = None,
+            **fields: Any) -> str:
+    """Move the running job to where its run ended; returns the job's status then."""
+    level = "error" if status == "failed" else "info"
+    if store.set_status(job_id, status, expect=("running",), requested=None, **fields) and event:
+        store.add_event(job_id, event, level=level)
     return store.job_row(job_id)["status"]
 
 

@@ -3,12 +3,19 @@
 One `trace_id` per rollout, sent with every tool call and to the grader. A rollout ends when
 the model answers without a tool call (`completed`), when its next calls would exceed
 `max_episode_steps` (`budget_exceeded`), when the token budget runs out (`truncated`), or
-when a tool or grader fails for infrastructure reasons (`discarded`: never scored).
+when something fails that is not the model's doing (`discarded`: never scored, with a
+`discard_reason`): a tool or grader infrastructure failure, and any other exception in the
+rollout too (an engine error handed to every waiting turn, a bug in a tool client, its SDK or
+the parser). A failure is a value: `run_rollouts` always returns every rollout, the turn's
+other tool calls are cancelled, and the trainer's discard-rate pause decides what happens
+next. Cancellation (`asyncio.CancelledError`) and `KeyboardInterrupt` are not failures and
+propagate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 import uuid
@@ -26,6 +33,15 @@ from agentrft.spec.dataset import DatasetRow
 from agentrft.tools.base import ToolCallRequest, ToolClient
 
 _THINK = re.compile(r"<think>(.*?)(</think>|$)", re.DOTALL)
+log = logging.getLogger(__name__)
+
+
+class ToolCrashed(Exception):
+    """A tool client raised something other than `ToolInfraFailure` (a bug in it or its SDK):
+    its rollout is discarded. Internal to the loop; the reason names the tool."""
+
+    def __init__(self, name: str, error: Exception):
+        super().__init__(f"tool '{name}' raised {type(error).__name__}: {error}")
 
 
 @dataclass
@@ -63,7 +79,12 @@ async def _call_one(env: RolloutEnv, rollout: Rollout, turn: int, name: str, arg
     request = ToolCallRequest(id=f"fc_{uuid.uuid4().hex[:24]}", call_id=call_id, name=name,
                               arguments=arguments, trace_id=rollout.trace_id, item=rollout.item)
     t0 = time.perf_counter()
-    outcome = await env.tools[name].call(request)
+    try:
+        outcome = await env.tools[name].call(request)
+    except ToolInfraFailure:
+        raise
+    except Exception as e:  # noqa: BLE001 - named here, discarded by the loop
+        raise ToolCrashed(name, e) from e
     return ToolCallRecord(turn=turn, call_id=call_id, name=name, arguments=arguments,
                           output=outcome.output, is_error=outcome.is_error,
                           latency_s=outcome.latency_s or (time.perf_counter() - t0),
@@ -72,16 +93,27 @@ async def _call_one(env: RolloutEnv, rollout: Rollout, turn: int, name: str, arg
 
 async def run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv,
                       trace_id: str | None = None) -> Rollout:
-    trace_id = trace_id or new_trace_id()
+    """One rollout of `row`; whatever fails in it comes back as a discarded rollout."""
+    rollout = Rollout(trace_id=trace_id or new_trace_id(), row_index=row_index, item=row.item)
+    t_start = time.perf_counter()
     try:
-        return await _run_rollout(row, row_index, env, trace_id)
+        await _run_rollout(row, env, rollout)
+    except Exception as e:  # noqa: BLE001 - failures are data; CancelledError is a BaseException
+        _discard(rollout, f"{type(e).__name__}: {e}")
+        log.debug("rollout %s failed", rollout.trace_id, exc_info=True)
     finally:  # however it ended, also cancelled: tools release what they hold for it (sandboxes)
-        closing = [t.close_trace(trace_id) for t in env.tools.values()]
+        rollout.timing.setdefault("rollout", time.perf_counter() - t_start)  # failed: not set
+        closing = [t.close_trace(rollout.trace_id) for t in env.tools.values()]
         await asyncio.shield(asyncio.gather(*closing, return_exceptions=True))
+    return rollout
 
 
-async def _run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv, trace_id: str) -> Rollout:
-    rollout = Rollout(trace_id=trace_id, row_index=row_index, item=row.item)
+def _discard(rollout: Rollout, reason: str) -> None:
+    rollout.status, rollout.discard_reason = "discarded", reason
+    rollout.reward = rollout.shaped_reward = None
+
+
+async def _run_rollout(row: DatasetRow, env: RolloutEnv, rollout: Rollout) -> None:
     t_start = time.perf_counter()
     schemas = _tool_schemas(row, env)
     known = set(env.tools)
@@ -123,14 +155,19 @@ async def _run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv, trace_i
                  for c in parsed.calls]
         try:
             records = await asyncio.gather(*calls)
-        except ToolInfraFailure as e:
+        except Exception as e:  # noqa: BLE001 - a failed call ends the rollout as a value
             # gather leaves the turn's other calls running; the rollout is over, so stop them.
             for task in calls:
                 task.cancel()
             await asyncio.gather(*calls, return_exceptions=True)
             rollout.messages.append(assistant)
-            rollout.status, rollout.discard_reason = "discarded", f"tool infrastructure failure: {e}"
-            rollout.tool_infra_failures += 1
+            if isinstance(e, ToolInfraFailure):
+                rollout.tool_infra_failures += 1
+                _discard(rollout, f"tool infrastructure failure: {e}")
+            elif isinstance(e, ToolCrashed):
+                _discard(rollout, f"tool client failure: {e}")
+            else:
+                raise
             break
         finally:
             tool_time += time.perf_counter() - t_tools
@@ -156,7 +193,6 @@ async def _run_rollout(row: DatasetRow, row_index: int, env: RolloutEnv, trace_i
     rollout.timing["rollout"] = time.perf_counter() - t_start
     if env.grader is not None and not rollout.discarded:
         await grade_rollout(rollout, env.grader)
-    return rollout
 
 
 async def grade_rollout(rollout: Rollout, grader: Grader) -> None:
@@ -180,5 +216,6 @@ async def grade_rollout(rollout: Rollout, grader: Grader) -> None:
 
 
 async def run_rollouts(rows: list[tuple[int, DatasetRow]], env: RolloutEnv) -> list[Rollout]:
-    """Run many rollouts concurrently; their turns share the engine's batches."""
+    """Run many rollouts concurrently; their turns share the engine's batches. Every rollout
+    comes back, failed ones discarded with their reason."""
     return list(await asyncio.gather(*(run_rollout(row, i, env) for i, row in rows)))

@@ -2,7 +2,8 @@
 
 `token_ids` is the whole sequence exactly as fed to and sampled from the engine; `mask` is 1
 only on tokens the model wrote; `logprobs` holds the engine's log-probability for those
-tokens (0.0 elsewhere). Everything else is for graders, metrics and people reading traces.
+tokens as it sampled them (NaN where it reported none; 0.0 on tokens it did not write): the
+behaviour policy the trainer's importance ratio is taken against. Everything else is for graders, metrics and people reading traces.
 """
 
 from __future__ import annotations

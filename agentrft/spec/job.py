@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentrft.errors import SpecError
 from agentrft.spec.errors import spec_error_from
@@ -142,7 +142,10 @@ class Hyperparameters(BaseModel):
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
     advantage: Literal["grpo", "unnormalized"] = "grpo"  # grpo divides by the group's std
-    clip_epsilon: float = Field(default=0.2, gt=0)
+    clip_epsilon: float = Field(default=0.2, gt=0)  # PPO clip of the ratio to the sampler's log-probs
+    # Truncated importance sampling: a token's importance weight (trainer / sampler probability)
+    # is capped at this; null or 0 = no cap. At least 1, so on-policy tokens keep weight 1.
+    tis_cap: float | None = Field(default=2.0, ge=0)
     kl_coef: float = Field(default=0.0, ge=0)  # KL to the starting model; 0 = off
     temperature: float = Field(default=1.0, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
@@ -183,6 +186,13 @@ class Hyperparameters(BaseModel):
             if v != "auto" and not v > 0:
                 raise ValueError(f"{key} must be > 0 or 'auto'")
         return self
+
+    @field_validator("tis_cap")
+    @classmethod
+    def _cap_at_least_one(cls, v: float | None) -> float | None:
+        if v and v < 1:
+            raise ValueError(f"must be >= 1 (or 0/null for no cap), got {v}")
+        return v
 
     # Resolved values ("auto" replaced by our defaults).
     @property

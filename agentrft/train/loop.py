@@ -6,7 +6,8 @@ with an eval and a checkpoint every `eval_interval` steps.
         rollouts  = G rollouts per row (G = hyperparameters.group_size), run concurrently
         rewards   = the grader's reward, minus the configured penalties
         groups    = per row: advantages, or dropped (zero variance / discarded rollouts)
-        update    = one AdamW step on the clipped token-level surrogate loss
+        update    = one AdamW step on the clipped token-level surrogate loss, its ratio
+                    against the engine's sampling log-probs, truncated at tis_cap (train/loss.py)
         every eval_interval steps: validation rollouts, metrics, checkpoint
 """
 
@@ -101,7 +102,10 @@ class Trainer:
     - `on_event(message, level, data)` for every run event;
     - `control()` before every step: "pause" checkpoints and stops, "cancel" stops.
 
-    After `run_async`, `outcome` is "succeeded", "paused" or "cancelled".
+    After `run_async`, `outcome` is "succeeded", "paused" or "cancelled". A pause is one
+    mechanism whoever asks for it: `control()`, or the run itself when a step discards more
+    than `max_discarded_fraction` of its rollouts; then `pause_reason` says why (None for a
+    requested pause). Either way a checkpoint holds the state and `resume=True` redoes the step.
     """
 
     def __init__(self, job: JobSpec, out_dir: str | Path, *, device: str = "cpu",
@@ -118,6 +122,7 @@ class Trainer:
         self.evaluate = evaluate
         self.on_checkpoint, self.control = on_checkpoint, control
         self.outcome: str | None = None
+        self.pause_reason: str | None = None  # set when the run paused itself
         self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
         self.seed = job.effective_seed
@@ -183,20 +188,28 @@ class Trainer:
             for step in range(start, self.total_steps):
                 request = self.control() if self.control else None
                 if request == "pause":
-                    self._checkpoint(policy, step, {})
-                    self.run.log_event(f"paused after step {step}; a checkpoint holds the state")
-                    self.outcome = "paused"
-                    return self.run.read_metrics()
+                    return self._pause(step, policy, f"paused after step {step}; a checkpoint "
+                                                     "holds the state")
                 if request == "cancel":
                     self.run.log_event(f"cancelled after step {step}")
                     self.outcome = "cancelled"
                     return self.run.read_metrics()
-                metrics = await self._train_step(step, policy, env)
+                t0 = time.perf_counter()
+                rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
+                rollouts = await self._run_rollouts(
+                    [r for r in rows for _ in range(hp.group_size)], env)
+                t_sampled = time.perf_counter()
+                outage = self._outage(step, rollouts)
+                if outage is not None:  # the step is redone on resume
+                    message, data = outage
+                    return self._pause(step, policy, message, reason=message, data=data)
+                metrics = self._train_step(step, policy, rows, rollouts)
+                metrics["timing.sampling"] = t_sampled - t0
                 done = step + 1
                 if done % hp.eval_every == 0 or done == self.total_steps:
                     metrics.update(await self._evaluate(env, done))
                     self._checkpoint(policy, done, metrics)
-                metrics["timing.full_iteration"] = time.perf_counter() - metrics.pop("_t0")
+                metrics["timing.full_iteration"] = time.perf_counter() - t0
                 self.run.log_metrics(metrics)
                 self._report(done, metrics)
             self.run.log_event(f"finished {self.total_steps} steps")
@@ -214,14 +227,10 @@ class Trainer:
             return await self.pool.run_rollouts(rows)
         return await run_rollouts(rows, env)
 
-    async def _train_step(self, step: int, policy: Policy, env: RolloutEnv) -> dict[str, Any]:
-        hp, t0 = self.job.hp, time.perf_counter()
-        rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
-        rollouts = await self._run_rollouts([r for r in rows for _ in range(hp.group_size)], env)
+    def _train_step(self, step: int, policy: Policy, rows: list[tuple[int, DatasetRow]],
+                    rollouts: list[Rollout]) -> dict[str, Any]:
+        """Rewards → advantages → one update, from a step's sampled rollouts; its metrics."""
         t_sampled = time.perf_counter()
-        discarded = sum(r.discarded for r in rollouts)
-        if discarded > hp.max_discarded_fraction * len(rollouts):
-            self._pause(step, policy, rollouts, discarded)
         shape_rewards(rollouts, self.job)
         seqs, zero_variance = training_sequences(rollouts, self.job)
         update = policy.update(seqs) if seqs else {}
@@ -233,24 +242,34 @@ class Trainer:
             self.run.log_rollout({"step": step + 1, "phase": "train", **r.to_record()})
         grading = sum(r.timing.get("grading", 0.0) for r in rollouts) / max(len(rollouts), 1)
         return {
-            "step": step + 1, "_t0": t0,
+            "step": step + 1,
             **rollout_metrics(rollouts, "train"),
             "zero_variance_groups": float(zero_variance), "groups": float(len(rows)),
             "rollouts": float(len(rollouts)), "trained_sequences": float(len(seqs)), **ray,
             **update,
-            "timing.sampling": t_sampled - t0, "timing.grading": grading,
+            "timing.grading": grading,
             "timing.training": t_trained - t_sampled,
         }
 
-    def _pause(self, step: int, policy: Policy, rollouts: list[Rollout], discarded: int) -> None:
-        """Failures are data, but a step that is mostly failures is an outage: stop before
-        training on the remainder. The step is redone on --resume."""
+    def _outage(self, step: int, rollouts: list[Rollout]) -> tuple[str, dict] | None:
+        """Failures are data, but a step that is mostly failures is an outage: (message, event
+        data) when the step must not train on the remainder, else None."""
+        discarded = sum(r.discarded for r in rollouts)
+        if discarded <= self.job.hp.max_discarded_fraction * len(rollouts):
+            return None
         reasons = sorted({r.discard_reason or "" for r in rollouts if r.discarded})
         message = (f"paused at step {step + 1}: {discarded} of {len(rollouts)} rollouts discarded "
                    f"(max_discarded_fraction {self.job.hp.max_discarded_fraction}); e.g. {reasons[0]}")
+        return message, {"reasons": reasons[:5]}
+
+    def _pause(self, step: int, policy: Policy, message: str, *, reason: str | None = None,
+               data: dict | None = None) -> list[dict[str, Any]]:
+        """Checkpoint the state before `step` and stop; `resume=True` redoes the step. `reason`
+        when the run paused itself rather than being asked to."""
         self._checkpoint(policy, step, {})
-        self.run.log_event(message, level="error", data={"reasons": reasons[:5]})
-        raise TrainingPaused(message + "; fix the cause, then run again with --resume")
+        self.run.log_event(message, level="error" if reason else "info", data=data)
+        self.outcome, self.pause_reason = "paused", reason
+        return self.run.read_metrics()
 
     def _announce(self, policy: Policy, env: RolloutEnv) -> None:
         hp = self.job.hp
@@ -268,5 +287,16 @@ class Trainer:
 
 def train(job: JobSpec, out_dir: str | Path, *, resume: bool = False, device: str = "cpu",
           on_step: Callable[[StepReport], None] | None = None) -> list[dict[str, Any]]:
-    """Run a job to the end; returns every metrics line of the run directory."""
-    return asyncio.run(Trainer(job, out_dir, device=device, on_step=on_step).run_async(resume=resume))
+    """Run a job to the end; returns every metrics line of the run directory. Raises
+    TrainingPaused if the run paused itself (see `Trainer`)."""
+    trainer = Trainer(job, out_dir, device=device, on_step=on_step)
+    metrics = asyncio.run(trainer.run_async(resume=resume))
+    raise_if_paused(trainer)
+    return metrics
+
+
+def raise_if_paused(trainer: Trainer) -> None:
+    """For callers without a paused state of their own (a script, the CLI): a run that paused
+    itself is an error to report."""
+    if trainer.outcome == "paused" and trainer.pause_reason:
+        raise TrainingPaused(trainer.pause_reason + "; fix the cause, then run again with --resume")

@@ -157,15 +157,17 @@ class Policy:
         with autocast:
             prefix = SharedPrefix(split[0], seqs[0].token_ids[:n], self.device)
         rest = [TrainSequence(s.token_ids[n:], s.mask[n:], s.advantage,
-                              None if s.old_logprobs is None else s.old_logprobs[n:]) for s in seqs]
+                              None if s.behaviour_logprobs is None else s.behaviour_logprobs[n:])
+                for s in seqs]
         return prefix, rest
 
     def update(self, seqs: list[TrainSequence]) -> dict[str, float]:
         """One optimizer step on all sequences (micro-batched, gradients accumulated).
 
-        Fully on-policy: every sequence was sampled from the current weights, so the
-        'old' log-probs are this forward's, detached (ratio 1 at the start of the step).
-        The engine's own log-probs are compared with them as a health check."""
+        The importance ratio is against the engine's log-probs as it sampled each token
+        (`loss.policy_loss_sum`): they differ from this forward's by kernels and precision, and
+        by staleness when rollouts were sampled with older weights. Tokens whose engine
+        reported no log-prob train on-policy and are left out of the ratio statistics."""
         with checkpointed_layers(self.model) if self.hp.gradient_checkpointing else nullcontext():
             return self._update(seqs)
 
@@ -176,7 +178,10 @@ class Policy:
             return {}
         seqs = sorted(seqs, key=lambda s: len(s.token_ids))  # less padding per micro-batch
         self.optimizer.zero_grad(set_to_none=True)
-        loss_total, clip_sum, kl_sum, mismatch_sum, mismatch_n = 0.0, 0.0, 0.0, 0.0, 0
+        loss_total = 0.0
+        sums = {"clip_fraction_sum": 0.0, "is_capped_sum": 0.0, "behaviour_n": 0.0,
+                "is_ratio_sum": 0.0, "mismatch_sum": 0.0, "kl_sum": 0.0}
+        ratio_max = float("-inf")
         autocast = self.precision.autocast(self.device)
         prefix, seqs = self._shared_prefix(seqs, autocast)
         for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens,
@@ -188,32 +193,34 @@ class Policy:
             with autocast:
                 logp = token_logprobs(self.model, batch, self.hp.temperature, prefix=prefix,
                                       packed=packed)
-            loss_sum, stats = policy_loss_sum(logp, logp.detach(), batch, clip_epsilon=self.hp.clip_epsilon,
-                                              ref_logp_BT=ref, kl_coef=self.hp.kl_coef)
+            loss_sum, stats = policy_loss_sum(logp, batch.behaviour_logp_BT, batch,
+                                              clip_epsilon=self.hp.clip_epsilon,
+                                              tis_cap=self.hp.tis_cap, ref_logp_BT=ref,
+                                              kl_coef=self.hp.kl_coef)
             (loss_sum / total).backward()
             loss_total += float(loss_sum.detach()) / total
-            clip_sum += stats["clip_fraction_sum"]
-            kl_sum += stats.get("kl_sum", 0.0)
-            for b, s in enumerate(chunk):
-                if s.old_logprobs is None:
-                    continue
-                m = batch.loss_mask_BT[b].bool()
-                engine = torch.tensor(s.old_logprobs[1:], device=self.device)
-                n = min(len(engine), m.shape[0])
-                diff = (logp[b, :n].detach().float() - engine[:n]).abs()[m[:n]]
-                mismatch_sum += float(diff.sum())
-                mismatch_n += int(m[:n].sum())
+            for key in sums:
+                sums[key] += stats.get(key, 0.0)
+            if stats["behaviour_n"]:
+                ratio_max = max(ratio_max, stats["is_ratio_max"])
         if prefix is not None:
             prefix.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], 1.0)
         self.optimizer.step()
+        known = sums["behaviour_n"]
         out = {"loss": loss_total, "grad_norm": float(grad_norm), "trained_tokens": float(total),
-               "clip_fraction": clip_sum / total}
+               "clip_fraction": sums["clip_fraction_sum"] / total,
+               # share of trained tokens whose engine reported no log-prob (trained on-policy)
+               "behaviour_logprob_missing_share": 1.0 - known / total}
+        if self.hp.tis_cap:
+            out["is_capped_share"] = sums["is_capped_sum"] / total
         if self.hp.kl_coef > 0:
-            out["kl_mean"] = kl_sum / total
-        if mismatch_n:
-            out["logprob_mismatch_mean"] = mismatch_sum / mismatch_n
+            out["kl_mean"] = sums["kl_sum"] / total
+        if known:  # absent, not 0.0, when there is nothing to compare
+            out["logprob_mismatch_mean"] = sums["mismatch_sum"] / known
+            out["is_ratio_mean"] = sums["is_ratio_sum"] / known
+            out["is_ratio_max"] = ratio_max
         return out
 
     # --- checkpoints -------------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""One transition table, enforced by the store: every move it lacks raises a typed error, and
+the API answers such requests with a 4xx that says why, never a 500."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from agentrft.errors import AgentRFTError, InvalidTransition, JobStateError
+from agentrft.jobs import service
+from agentrft.jobs.store import STATUSES, TERMINAL, TRANSITIONS, JobStore
+from tests.test_server_api import assert_error, client, files, queued_job  # noqa: F401 - fixtures
+
+
+def path_to(status: str) -> list[str]:
+    """The shortest walk through TRANSITIONS from a new job's status to `status`."""
+    seen = {"validating_files": ["validating_files"]}
+    todo = deque(["validating_files"])
+    while todo:
+        here = todo.popleft()
+        for nxt in TRANSITIONS[here]:
+            if nxt not in seen:
+                seen[nxt] = seen[here] + [nxt]
+                todo.append(nxt)
+    return seen[status]
+
+
+def job_in(store: JobStore, status: str) -> str:
+    job_id = store.create_job({"model": "m", "training_file": "f", "method": {}})["id"]
+    for step in path_to(status)[1:]:
+        assert store.set_status(job_id, step)
+    assert store.job_row(job_id)["status"] == status
+    return job_id
+
+
+def test_the_table_covers_every_status_and_every_status_is_reachable():
+    assert set(TRANSITIONS) == set(STATUSES)
+    assert all(set(nexts) <= set(STATUSES) for nexts in TRANSITIONS.values())
+    assert all(TRANSITIONS[s] == () for s in TERMINAL)  # finished is finished
+    assert all(path_to(s)[-1] == s for s in STATUSES)
+    assert "paused" not in TRANSITIONS["validating_files"]  # a paused job has been validated
+
+
+@pytest.mark.parametrize("current", STATUSES)
+def test_every_move_is_allowed_or_raises(store, current):
+    for new in STATUSES:
+        job_id = job_in(store, current)
+        if new in TRANSITIONS[current]:
+            assert store.set_status(job_id, new)
+            assert store.job_row(job_id)["status"] == new
+            assert (store.job_row(job_id)["finished_at"] is not None) == (new in TERMINAL)
+        else:
+            with pytest.raises(InvalidTransition) as e:
+                store.set_status(job_id, new)
+            assert isinstance(e.value, JobStateError) and isinstance(e.value, AgentRFTError)
+            assert f"is {current}; it cannot become {new}" in str(e.value)
+            assert store.job_row(job_id)["status"] == current  # nothing changed
+
+
+def test_expect_is_a_compare_and_set_not_an_error(store):
+    job_id = job_in(store, "queued")
+    service.request(store, job_id, "cancel")
+    # the validation stage finishing after a cancel: loses the race quietly
+    assert store.set_status(job_id, "running", expect=("queued",)) is False
+    assert store.job_row(job_id)["status"] == "cancelled"
+    with pytest.raises(ValueError, match="unknown job status"):
+        store.set_status(job_id, "done")
+
+
+# --- service requests and the API -----------------------------------------------------------
+
+@pytest.mark.parametrize("status, action, words", [
+    ("succeeded", "resume", "is succeeded; only paused jobs can be resumed"),
+    ("running", "resume", "is running; only paused jobs can be resumed"),
+    ("queued", "resume", "is queued; only paused jobs can be resumed"),
+    ("failed", "pause", "is failed; only running or queued jobs can be paused"),
+    ("paused", "pause", "is paused; only running or queued jobs can be paused"),
+    ("validating_files", "pause", "is validating_files; only running or queued jobs"),
+    ("cancelled", "cancel", "is cancelled; it has finished and cannot be cancelled"),
+    ("succeeded", "cancel", "is succeeded; it has finished"),
+])
+def test_requests_the_status_does_not_allow_are_400s_that_say_why(client, store, status, action,
+                                                                  words):
+    job_id = job_in(store, status)
+    err = assert_error(client.post(f"/v1/fine_tuning/jobs/{job_id}/{action}"), 400,
+                       "invalid_request_error")
+    assert err["code"] == "invalid_job_state"
+    assert f"job {job_id} {words}" in err["message"]
+    assert store.job_row(job_id)["status"] == status
+
+
+def test_allowed_requests_follow_the_table(client, store):
+    running = job_in(store, "running")
+    r = client.post(f"/v1/fine_tuning/jobs/{running}/pause")
+    assert r.status_code == 200 and r.json()["status"] == "running"  # the worker pauses it
+    assert store.job_row(running)["requested"] == "pause"
+    paused = job_in(store, "paused")
+    store.update_job(paused, error={"code": "TrainingPaused", "message": "m", "param": None})
+    resumed = client.post(f"/v1/fine_tuning/jobs/{paused}/resume").json()
+    assert resumed["status"] == "queued" and resumed["error"] is None
+    assert client.post(f"/v1/fine_tuning/jobs/{paused}/cancel").json()["status"] == "cancelled"
+
+
+def test_an_invalid_transition_inside_the_server_is_a_400_not_a_500(client, store, monkeypatch):
+    """Were a request to slip past the service's own check, the store's error still maps."""
+    job_id = job_in(store, "succeeded")
+    monkeypatch.setattr(service, "can_move", lambda current, new: True)
+    err = assert_error(client.post(f"/v1/fine_tuning/jobs/{job_id}/resume"), 400)
+    assert err["code"] == "invalid_job_state"
+    assert "is succeeded; it cannot become queued" in err["message"]
+
+
+# --- the worker: a pause is one mechanism ------------------------------------------------------
+
+def test_a_run_that_pauses_itself_is_paused_with_its_reason_and_resume_clears_it(store,
+                                                                                 tiny_model_dir):
+    from agentrft.jobs.worker import claim_next, run_job
+    from tests.test_jobs_worker import body
+
+    spec = body(store, tiny_model_dir, max_steps=1)
+    spec["method"]["reinforcement"]["grader"]["callable"] = "tests.grader_fixtures:buggy"
+    job_id = service.create_job(store, spec)["id"]
+    service.validate_files_sync(store, job_id)
+    assert claim_next(store) == job_id
+    assert run_job(store, job_id) == "paused"
+    paused = store.get_job(job_id)
+    assert paused["error"]["code"] == "TrainingPaused"
+    assert "rollouts discarded" in paused["error"]["message"]
+    assert "resume the job" in paused["error"]["message"]
+    resumed = service.request(store, job_id, "resume")
+    assert resumed["status"] == "queued" and resumed["error"] is None
