@@ -77,4 +77,20 @@ class CheckpointError(AgentRFTError):
 
 class TrainingPaused(AgentRFTError):
     """A step discarded more rollouts than allowed (tools or grader failing): the run saved a
-    checkpoint and stopped rather than train on what is left. Fix the cause, then --resume."""
+    checkpoint and stopped rather than train on what is left. Fix the cause, then resume.
+
+    `reason` says what happened; how to resume depends on who runs the job, so the message
+    appends a hint: the CLI's `--resume` by default, the jobs API's resume path from the worker
+    (`with_hint`)."""
+
+    CLI_HINT = "fix the cause, then run again with --resume"
+
+    def __init__(self, reason: str, hint: str = CLI_HINT):
+        self.reason, self.hint = reason, hint
+        super().__init__(f"{reason}; {hint}")
+
+    def with_hint(self, hint: str) -> "TrainingPaused":
+        return TrainingPaused(self.reason, hint)
+
+    def __reduce__(self):  # pickles (Ray, multiprocessing) with reason and hint kept apart
+        return (TrainingPaused, (self.reason, self.hint))

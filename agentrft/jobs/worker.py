@@ -124,6 +124,9 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
                           on_checkpoint=on_checkpoint, on_event=on_event, control=control)
         asyncio.run(trainer.run_async(resume=checkpoint is not None))
     except TrainingPaused as e:
+        # the job's user drives it over the API: tell them the API's way to resume
+        e = e.with_hint(f"fix the cause, then POST /v1/fine_tuning/jobs/{job_id}/resume "
+                        f"(or: agentrft jobs resume {job_id})")
         store.set_status(job_id, "paused", requested=None, error=error_object(e))
         return "paused"
     except AgentRFTError as e:

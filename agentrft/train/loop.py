@@ -250,7 +250,7 @@ class Trainer:
                    f"(max_discarded_fraction {self.job.hp.max_discarded_fraction}); e.g. {reasons[0]}")
         self._checkpoint(policy, step, {})
         self.run.log_event(message, level="error", data={"reasons": reasons[:5]})
-        raise TrainingPaused(message + "; fix the cause, then run again with --resume")
+        raise TrainingPaused(message)  # the hint (CLI or API) is added by TrainingPaused
 
     def _announce(self, policy: Policy, env: RolloutEnv) -> None:
         hp = self.job.hp
