@@ -8,7 +8,9 @@
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
     agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda] [--runs DIR]
+                    [--embedding-model NAME=TARGET]
     agentrft serve MODEL_OR_CHECKPOINT [--host H] [--port P] [--api-key K] [--device cpu|cuda]
+                   [--embedding-model NAME=TARGET]
     agentrft export CHECKPOINT OUT_DIR [--dtype float32|bfloat16|float16] [--overwrite]
     agentrft jobs create JOB.yaml | list | get ID | events ID [--follow] | checkpoints ID
                   | pause ID | resume ID | cancel ID
@@ -166,13 +168,20 @@ def _api_keys(args) -> list[str]:
     return [*args.api_key, *([env] if env else [])]
 
 
+def _embedding_models(args) -> dict[str, str]:
+    from agentrft.serving.embeddings import parse_mapping
+
+    return parse_mapping(args.embedding_model)
+
+
 def cmd_server(args) -> int:
     from agentrft.jobs.store import default_data_dir
     from agentrft.server.run import serve
 
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
           else default_data_dir(), api_keys=_api_keys(args), device=args.device, workers=args.workers,
-          runs=Path(args.runs) if args.runs else None)
+          runs=Path(args.runs) if args.runs else None,
+          embedding_models=_embedding_models(args))
     return 0
 
 
@@ -181,7 +190,8 @@ def cmd_serve(args) -> int:
 
     serve_model(args.model, host=args.host, port=args.port, api_keys=_api_keys(args), device=args.device,
                 served_model_name=args.served_model_name, seed=args.seed,
-                max_batch_size=args.max_batch_size, max_model_len=args.max_model_len)
+                max_batch_size=args.max_batch_size, max_model_len=args.max_model_len,
+                embedding_models=_embedding_models(args))
     return 0
 
 
@@ -198,6 +208,13 @@ def cmd_demo(args) -> int:
 
     run_demo(args.out, quick=args.quick, device=args.device)
     return 0
+
+
+def _add_embedding_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedding-model", action="append", default=[], metavar="NAME=TARGET",
+                   help="answer /v1/embeddings for NAME with TARGET: all-minilm-l6-v2 (the "
+                        "bundled model) or a local sentence-transformers directory; repeatable "
+                        "(e.g. text-embedding-3-small=all-minilm-l6-v2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="jobs trained at once")
     s.add_argument("--runs", help="also show the run dirs under this folder on the dashboard "
                                   "(agentrft train/eval/demo outputs; read-only)")
+    _add_embedding_option(s)
     s.set_defaults(fn=cmd_server)
 
     sv = sub.add_parser("serve", help="serve a model or checkpoint over OpenAI's chat/completions API")
@@ -259,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch-size", type=int, default=64)
     sv.add_argument("--max-model-len", type=int,
                     help="longest prompt + completion (default: the model's max positions)")
+    _add_embedding_option(sv)
     sv.set_defaults(fn=cmd_serve)
 
     x = sub.add_parser("export", help="write a checkpoint as a plain Hugging Face model directory "

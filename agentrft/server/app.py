@@ -10,6 +10,7 @@
     GET  /v1/fine_tuning/jobs/{job_id}/checkpoints  ?after= &limit=
     POST /v1/fine_tuning/alpha/graders/run
     POST /v1/fine_tuning/alpha/graders/validate
+    POST /v1/embeddings                             (agentrft.serving.embeddings)
     GET  /v1/models, /v1/models/{model}
     GET  /health                                    (no API key needed)
     GET  /, /dashboard/...                          the dashboard (see dashboard_api.py)
@@ -48,6 +49,7 @@ from agentrft.server.dashboard_api import install_dashboard
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
 from agentrft.server.middleware import GuardMiddleware, key_matches
+from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 
 MiB = 2**20
 UPLOAD_PATH = "/v1/files"
@@ -113,12 +115,14 @@ def validate_job_files(store: JobStore, job_id: str) -> None:
 
 def create_app(store: JobStore, *, api_keys: list[str] | None = None,
                validate_in_background: bool = True, max_body_bytes: int = 10 * MiB,
-               max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None) -> FastAPI:
+               max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None,
+               embedding_models: EmbeddingModels | None = None) -> FastAPI:
     """The API over `store`. `api_keys`: when non-empty, every /v1 route wants one as a
     bearer token. `run_root`: a folder of run dirs (`agentrft train --out ...`) the dashboard
     shows beside the jobs. `validate_in_background=False` validates a new job's files before the
     create request returns (deterministic, for tests). Bodies over `max_body_bytes` and
-    uploads over `max_upload_bytes` are refused with a 413."""
+    uploads over `max_upload_bytes` are refused with a 413. `embedding_models`: the names
+    `/v1/embeddings` answers for (default: the bundled all-MiniLM-L6-v2 and local paths)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # jobs a stopped server left in validating_files would otherwise wait forever
@@ -259,6 +263,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
         return found
 
     app.include_router(api)
+    app.include_router(embeddings_router(embedding_models or EmbeddingModels()))
 
     @app.get("/health")
     def health() -> dict[str, str]:
