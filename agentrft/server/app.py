@@ -61,17 +61,21 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 class GraderRunRequest(BaseModel):
-    """OpenAI's graders-run body; `model_sample` may also be a full sample object."""
+    """OpenAI's graders-run body; `model_sample` may also be a full sample object. `trace_id`
+    (sent by OpenAI's Agent RFT helpers) reaches endpoint graders and model judges, so a
+    grader server can join the call to the rollout's tool calls."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     grader: dict[str, Any]
     model_sample: str | dict[str, Any]
     item: dict[str, Any] | None = None
+    trace_id: str | None = None
 
 
 class GraderValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grader: dict[str, Any]
+    trace_id: str | None = None  # the helpers may send the run body's; nothing to trace here
 
 
 def public_file(record: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +237,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     @api.post("/fine_tuning/alpha/graders/run")
     def grader_run(body: GraderRunRequest) -> dict[str, Any]:
         # a fresh event loop in this worker thread: a slow grader holds no other request
-        return asyncio.run(run_grader(body.grader, body.model_sample, body.item))
+        return asyncio.run(run_grader(body.grader, body.model_sample, body.item, body.trace_id))
 
     @api.post("/fine_tuning/alpha/graders/validate")
     def grader_validate(body: GraderValidateRequest) -> dict[str, Any]:
