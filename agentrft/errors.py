@@ -51,7 +51,12 @@ class ToolUnreachable(ToolError):
 
 
 class ToolInfraFailure(ToolError):
-    """A tool call failed for infrastructure reasons after all retries; discard the rollout."""
+    """A tool call failed for infrastructure reasons after all retries; discard the rollout.
+    `attempts`: how many were made, where the client counts them."""
+
+    def __init__(self, message: str, *, attempts: int | None = None):
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class SandboxError(ToolInfraFailure):

@@ -10,6 +10,7 @@
     GET  /v1/fine_tuning/jobs/{job_id}/checkpoints  ?after= &limit=
     POST /v1/fine_tuning/alpha/graders/run
     POST /v1/fine_tuning/alpha/graders/validate
+    POST /v1/fine_tuning/alpha/tool/run             one tool call as training makes it (tool_run.py)
     POST /v1/embeddings                             (agentrft.serving.embeddings)
     GET  /v1/models, /v1/models/{model}
     GET  /health                                    (no API key needed)
@@ -49,6 +50,7 @@ from agentrft.server.dashboard_api import install_dashboard
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
 from agentrft.server.middleware import GuardMiddleware, key_matches
+from agentrft.server.tool_run import ToolRunRequest, run_tool_call
 from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 
 MiB = 2**20
@@ -243,6 +245,12 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     def grader_validate(body: GraderValidateRequest) -> dict[str, Any]:
         validate_grader(body.grader)
         return {"grader": body.grader}
+
+    # --- tools -----------------------------------------------------------------------------
+
+    @api.post("/fine_tuning/alpha/tool/run")
+    async def tool_run(body: ToolRunRequest) -> dict[str, Any]:
+        return await run_tool_call(body)
 
     # --- models ----------------------------------------------------------------------------
 
