@@ -33,6 +33,9 @@ def test_python_grader_without_a_name_runs_and_is_typed(api):
     assert out.metadata.errors.python_grader_runtime_error is False
     assert out.metadata.token_usage is None and out.sub_rewards == {}
     assert api.fine_tuning.alpha.graders.validate(grader=grader).grader.source == SOURCE
+    checked = api.fine_tuning.alpha.graders.validate(grader=grader,
+                                                     extra_body={"trace_id": "trace_helper_1"})
+    assert checked.grader.type == "python"
     with pytest.raises(BadRequestError) as e:  # unknown keys are still refused
         api.fine_tuning.alpha.graders.run(grader={**grader, "nmae": "x"}, model_sample="1")
     assert e.value.body["param"] == "grader.nmae"
