@@ -33,4 +33,5 @@ def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8001,
                             max_batch_size=max_batch_size, max_model_len=max_model_len)
     print(f"agentrft serve: {loaded.name!r} at http://{host}:{port}/v1 on {device} "
           f"(pid {os.getpid()})", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(loaded, api_keys=keys, embedding_models=embeddings), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(loaded, api_keys=keys, embedding_models=embeddings), host=host,
+                port=port, log_level="warning")
