@@ -2,13 +2,16 @@
 
     agentrft demo [--quick] [--device cpu|cuda] [--out DIR]
     agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda] [--ray ADDRESS]
+                   [--judge-models FILE] [--judge-base-url URL [--judge-api-key-env VAR]]
     agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
     agentrft compare RUN_A RUN_B --out DIR [--step-a N] [--step-b N]
     agentrft validate JOB.yaml
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
     agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda] [--runs DIR]
+                    [--embedding-model NAME=TARGET] [--judge-models FILE] [--judge-base-url URL]
     agentrft serve MODEL_OR_CHECKPOINT [--host H] [--port P] [--api-key K] [--device cpu|cuda]
+                   [--embedding-model NAME=TARGET]
     agentrft export CHECKPOINT OUT_DIR [--dtype float32|bfloat16|float16] [--overwrite]
     agentrft jobs create JOB.yaml | list | get ID | events ID [--follow] | checkpoints ID
                   | pause ID | resume ID | cancel ID
@@ -46,11 +49,31 @@ def _load(job_path: str):
     return load_job(job_path)
 
 
+def _install_judges(args) -> None:
+    """--judge-models / --judge-base-url / --judge-api-key-env: where served judge names go."""
+    from agentrft.graders import judge_routes
+
+    if args.judge_models or args.judge_base_url or args.judge_api_key_env:
+        judge_routes.install(judge_routes.load_routes(
+            args.judge_models, base_url=args.judge_base_url, api_key_env=args.judge_api_key_env))
+
+
+def _add_judge_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge-models", metavar="FILE",
+                   help="YAML/JSON mapping judge model names or glob patterns (gpt-*) of "
+                        "score_model/label_model graders to {base_url, api_key_env}")
+    p.add_argument("--judge-base-url", metavar="URL",
+                   help="OpenAI-compatible server for every other served judge model name")
+    p.add_argument("--judge-api-key-env", metavar="VAR",
+                   help="environment variable holding the key for --judge-base-url")
+
+
 def _fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
 def cmd_train(args) -> int:
+    _install_judges(args)  # before any grader is built
     from tqdm import tqdm
 
     from agentrft.analysis.alarm import AlarmWatcher
@@ -93,6 +116,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    _install_judges(args)  # before any grader is built
     from agentrft.train.evaluate import evaluate
 
     job = _load(args.job)
@@ -111,6 +135,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    _install_judges(args)  # before any grader is built
     from agentrft.train.setup import validate_job
 
     job = _load(args.job)
@@ -138,6 +163,7 @@ def _read_json(path: str, what: str, *, text_ok: bool = False):
 
 
 def cmd_graders_run(args) -> int:
+    _install_judges(args)  # before any grader is built
     from agentrft.graders.api import run_grader
 
     grader = _read_json(args.grader, "grader")
@@ -153,6 +179,7 @@ def cmd_graders_run(args) -> int:
 
 
 def cmd_graders_validate(args) -> int:
+    _install_judges(args)  # before any grader is built
     from agentrft.graders.api import validate_grader
 
     grader = _read_json(args.grader, "grader")
@@ -167,13 +194,21 @@ def _api_keys(args) -> list[str]:
     return [*args.api_key, *([env] if env else [])]
 
 
+def _embedding_models(args) -> dict[str, str]:
+    from agentrft.serving.embeddings import parse_mapping
+
+    return parse_mapping(args.embedding_model)
+
+
 def cmd_server(args) -> int:
+    _install_judges(args)  # before any grader is built
     from agentrft.jobs.store import default_data_dir
     from agentrft.server.run import serve
 
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
           else default_data_dir(), api_keys=_api_keys(args), device=args.device, workers=args.workers,
-          runs=Path(args.runs) if args.runs else None)
+          runs=Path(args.runs) if args.runs else None,
+          embedding_models=_embedding_models(args))
     return 0
 
 
@@ -182,7 +217,8 @@ def cmd_serve(args) -> int:
 
     serve_model(args.model, host=args.host, port=args.port, api_keys=_api_keys(args), device=args.device,
                 served_model_name=args.served_model_name, seed=args.seed,
-                max_batch_size=args.max_batch_size, max_model_len=args.max_model_len)
+                max_batch_size=args.max_batch_size, max_model_len=args.max_model_len,
+                embedding_models=_embedding_models(args))
     return 0
 
 
@@ -199,6 +235,13 @@ def cmd_demo(args) -> int:
 
     run_demo(args.out, quick=args.quick, device=args.device)
     return 0
+
+
+def _add_embedding_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--embedding-model", action="append", default=[], metavar="NAME=TARGET",
+                   help="answer /v1/embeddings for NAME with TARGET: all-minilm-l6-v2 (the "
+                        "bundled model) or a local sentence-transformers directory; repeatable "
+                        "(e.g. text-embedding-3-small=all-minilm-l6-v2)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ray", metavar="ADDRESS", help="run rollouts on Ray actors: a cluster address, "
                                                     "'auto' (the running cluster) or 'local'")
     t.add_argument("--ray-workers", type=int, default=2, help="rollout actors with --ray")
+    _add_judge_options(t)
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows", parents=[grading])
@@ -230,10 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out")
     e.add_argument("--file", help="a JSONL dataset instead of the job's validation file")
     e.add_argument("--device", default="cpu")
+    _add_judge_options(e)
     e.set_defaults(fn=cmd_eval)
 
     v = sub.add_parser("validate", help="check a job file, its datasets, grader and tools", parents=[grading])
     v.add_argument("job")
+    _add_judge_options(v)
     v.set_defaults(fn=cmd_validate)
     d = sub.add_parser("demo", help="FinQA-lite: baseline eval, RL training, final eval, report", parents=[grading])
     d.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
@@ -252,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="jobs trained at once")
     s.add_argument("--runs", help="also show the run dirs under this folder on the dashboard "
                                   "(agentrft train/eval/demo outputs; read-only)")
+    _add_embedding_option(s)
+    _add_judge_options(s)
     s.set_defaults(fn=cmd_server)
 
     sv = sub.add_parser("serve", help="serve a model or checkpoint over OpenAI's chat/completions API")
@@ -266,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch-size", type=int, default=64)
     sv.add_argument("--max-model-len", type=int,
                     help="longest prompt + completion (default: the model's max positions)")
+    _add_embedding_option(sv)
     sv.set_defaults(fn=cmd_serve)
 
     x = sub.add_parser("export", help="write a checkpoint as a plain Hugging Face model directory "
@@ -291,9 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--sample", help="the sample (JSON file: an object, or a string / plain text "
                                      "for output_text)")
     gr.add_argument("--sample-text", help="the sample's output_text, given inline")
+    _add_judge_options(gr)
     gr.set_defaults(fn=cmd_graders_run)
     gv = gsub.add_parser("validate", help="check a grader config; prints {\"grader\": ...}", parents=[grading])
     gv.add_argument("--grader", required=True)
+    _add_judge_options(gv)
     gv.set_defaults(fn=cmd_graders_validate)
     return ap
 

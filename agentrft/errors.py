@@ -60,7 +60,12 @@ class ToolUnreachable(ToolError):
 
 
 class ToolInfraFailure(ToolError):
-    """A tool call failed for infrastructure reasons after all retries; discard the rollout."""
+    """A tool call failed for infrastructure reasons after all retries; discard the rollout.
+    `attempts`: how many were made, where the client counts them."""
+
+    def __init__(self, message: str, *, attempts: int | None = None):
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class SandboxError(ToolInfraFailure):
@@ -102,8 +107,27 @@ class InvalidTransition(JobStateError):
 
 
 class TrainingPaused(AgentRFTError):
-    """Raised by `agentrft.train.loop.train` (and so `agentrft train`) when the run paused
-    itself: a step discarded more rollouts than allowed (tools, grader or engine failing), so
-    it saved a checkpoint and stopped rather than train on what is left. `Trainer.run_async`
-    reports the same as a value (`outcome` "paused", `pause_reason`), as it does a requested
-    pause. Fix the cause, then --resume."""
+    """The run paused itself: a step discarded more rollouts than allowed (tools, grader or
+    engine failing), so it saved a checkpoint and stopped rather than train on what is left.
+    `Trainer.run_async` reports it as a value (`outcome` "paused", `pause_reason`), as it does
+    a requested pause; `agentrft.train.loop.train` (and so `agentrft train`) raises this.
+
+    `reason` says what happened; how to resume depends on who runs the job, so the message
+    appends a hint: the CLI's `--resume` by default, the jobs API's resume path (`api_hint`)."""
+
+    CLI_HINT = "fix the cause, then run again with --resume"
+
+    def __init__(self, reason: str, hint: str = CLI_HINT):
+        self.reason, self.hint = reason, hint
+        super().__init__(f"{reason}; {hint}")
+
+    @staticmethod
+    def api_hint(job_id: str) -> str:
+        return (f"fix the cause, then POST /v1/fine_tuning/jobs/{job_id}/resume "
+                f"(or: agentrft jobs resume {job_id})")
+
+    def with_hint(self, hint: str) -> "TrainingPaused":
+        return TrainingPaused(self.reason, hint)
+
+    def __reduce__(self):  # pickles (Ray, multiprocessing) with reason and hint kept apart
+        return (TrainingPaused, (self.reason, self.hint))

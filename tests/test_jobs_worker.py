@@ -81,6 +81,20 @@ def test_pause_then_resume_then_finish(store, tiny_model_dir):
     assert metric_steps(store, job["id"]) == [0, 1, 2, 3]
 
 
+def test_a_paused_job_says_how_to_resume_it_over_the_api(store, tiny_model_dir):
+    """The CLI's message says `--resume`; a job run by the worker is resumed over the API."""
+    spec = body(store, tiny_model_dir)
+    spec["method"]["reinforcement"]["grader"]["callable"] = "tests.grader_fixtures:buggy"
+    job = service.create_job(store, spec)
+    service.validate_files_sync(store, job["id"])
+    claim_next(store)
+    assert run_job(store, job["id"]) == "paused"
+    message = store.get_job(job["id"])["error"]["message"]
+    assert "rollouts discarded" in message
+    assert f"POST /v1/fine_tuning/jobs/{job['id']}/resume" in message
+    assert "--resume" not in message
+
+
 def test_orphaned_running_job_resumes_without_duplicate_steps(store, tiny_model_dir):
     job = claimed_job(store, tiny_model_dir, max_steps=3)
     service.request(store, job["id"], "pause")

@@ -51,13 +51,18 @@ def assert_shape(result: GraderResult, type_: str) -> None:
     ('<think>maybe {"result": 0.1}</think>{"result": 0.8}', 0.8),  # thinking is skipped
     ('{"result": -3}', -3.0),  # the grader clips; the parser reports what was said
     ('{"result": 12.5, "why": "great"} {"result": 0.1}', 12.5),  # the first one wins
+    # a reply that is only a number (OpenAI's judge prompt: "only return the numerical score")
+    ("1", 1.0), ("0.5", 0.5), (" 0.5\n", 0.5), ('"0.5"', 0.5), ("**1**", 1.0), ("`7`", 7.0),
+    ("Score: 1", 1.0), ("score:0.25", 0.25), ("Result = 0.5.", 0.5), ("Final score: 6", 6.0),
+    ("-2", -2.0), (".5", 0.5), ("1.", 1.0), ("<think>maybe 3</think>0.8", 0.8),
 ])
 def test_parse_score(text, expected):
     assert parse_score(text) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("text", [
-    "", "0.7", "The answer is right.", '{"score": 0.7}', '{"result": NaN}', '{"result": Infinity}',
+    "", "The answer is right.", "The score is 1", "1/5", "0.5 or 0.7", "Score: high", "nan",
+    "inf", "1 because it matches", '{"score": 0.7}', '{"result": NaN}', '{"result": Infinity}',
     '{"result": -Infinity}', '{"result": true}', '{"result": null}', '{"result": "high"}',
     '{"result": [0.5]}', '{"result": 0.5', "```json\n{'result': 0.5}\n```",
     '<think>{"result": 0.5}</think> no verdict',
@@ -217,6 +222,22 @@ async def test_parse_error_keeps_token_usage():
     result = await scorer("no number here").grade(SAMPLE, ITEM, "t")
     assert result.metadata["token_usage"]["completion_tokens"] == 3
     assert result.metadata["sampled_model_name"] == "fake-judge"
+
+
+async def test_parse_error_shows_what_the_judge_wrote_truncated():
+    result = await scorer("The answer is close to the reference.").grade(SAMPLE, ITEM, "t")
+    assert result.raised_flags == ["model_grader_parse_error"]
+    assert result.metadata["scores"]["judge_output"] == "The answer is close to the reference."
+    assert "not a bare number" in result.metadata["scores"]["error_detail"]
+    long = await scorer("x" * 5000).grade(SAMPLE, ITEM, "t")
+    shown = long.metadata["scores"]["judge_output"]
+    assert shown.startswith("x" * 500) and shown.endswith("…(truncated)") and len(shown) < 600
+
+
+async def test_a_bare_number_after_a_prefill_scores():
+    prefill = (*INPUT, JudgeMessage("assistant", '{"result": '))
+    result = await scorer("1", range=(0, 1), input=prefill).grade(SAMPLE, ITEM, "t")
+    assert result.reward == 1.0 and result.raised_flags == []
 
 
 async def test_unknown_variable_is_invalid_variable_error_without_asking():

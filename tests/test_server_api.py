@@ -192,6 +192,12 @@ def test_create_job_errors(client, files):
                              headers={"content-type": "application/json"}), 400)
     assert_error(client.post("/v1/fine_tuning/jobs", json=[1, 2]), 400)
     assert_error(client.post("/v1/fine_tuning/jobs"), 400)
+    body = job_body(train)
+    body["method"]["reinforcement"]["response_format"] = {
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+    err = assert_error(client.post("/v1/fine_tuning/jobs", json=body), 400)
+    assert err["param"] == "method.reinforcement.response_format"
+    assert "not supported yet" in err["message"]
     assert client.get("/v1/fine_tuning/jobs").json()["data"] == []  # nothing was created
 
 

@@ -120,3 +120,18 @@ def test_bad_python_tool_target_is_a_validation_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "method.reinforcement.tools[0].python: " in err and "nope" in err
     assert err.count("tools.lookup.python") == 0
+
+
+def test_response_format_is_refused_until_constrained_decoding_exists(tmp_path, capsys):
+    path = job_yaml(tmp_path)
+    text = path.read_text()
+    schema = ("    response_format: {type: json_schema, json_schema: {name: a, schema: "
+              "{type: object}}}\n")
+    path.write_text(text.replace("    tools:", schema + "    tools:"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "method.reinforcement.response_format" in err and "not supported yet" in err
+    assert f"{path}:7" in err  # the line of the key
+    for harmless in ("{type: text}", "null"):
+        path.write_text(text.replace("    tools:", f"    response_format: {harmless}\n    tools:"))
+        assert load_job(path).rl.response_format in ({"type": "text"}, None)

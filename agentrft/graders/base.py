@@ -97,10 +97,16 @@ class GraderResult:
         return any(flag in DISCARD_FLAGS for flag in self.raised_flags)
 
     def to_dict(self) -> dict[str, Any]:
-        """OpenAI's graders-run response shape."""
+        """OpenAI's graders-run response shape. OpenAI's schema (and the `openai` SDK's
+        `GraderRunResponse`) types `metadata.token_usage` as an integer, so it is the total
+        there; the breakdown (prompt, completion, cached) stays in
+        `model_grader_token_usage_per_model`, a free-form map in that schema."""
         usage = self.metadata.get("token_usage")
         model = self.metadata.get("sampled_model_name")
-        return {"reward": self.reward, "sub_rewards": self.sub_rewards, "metadata": self.metadata,
+        metadata = dict(self.metadata)
+        if isinstance(usage, dict):
+            metadata["token_usage"] = int(usage.get("total_tokens") or 0)
+        return {"reward": self.reward, "sub_rewards": self.sub_rewards, "metadata": metadata,
                 "model_grader_token_usage_per_model": {model: usage} if model and usage else {}}
 
 

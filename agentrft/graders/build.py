@@ -50,6 +50,11 @@ def build_grader(config: dict[str, Any]) -> Grader:
     if factory is None:
         raise SpecError(f"unknown grader type {config['type']!r} (known: "
                         f"{', '.join(grader_types())})", field="grader.type")
+    if "name" not in config:
+        # OpenAI's helpers build graders without one (`{"type": "python", "source": ...}`);
+        # the name only labels results, so the type stands in. A null or empty name is still
+        # an error: that one was written and is wrong.
+        config = {**config, "name": config["type"]}
     return factory(config)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from agentrft.errors import SpecError
+from agentrft.graders import judge_routes
 from agentrft.graders.build import check_keys  # re-exported for score_model and label_model
 from agentrft.graders.model_judge import (
     Judge, JudgeMessage, JudgeParams, LocalJudge, OpenAICompatibleJudge,
@@ -110,6 +111,8 @@ def judge_from_config(config: dict[str, Any]) -> Judge:
 
     - `base_url` given: that OpenAI-compatible server, asked for `model` by name;
     - `bundled:NAME`, `local:PATH` or an existing directory: in-process (`LocalJudge`);
+    - a name the operator routed (`judge_routes`: `--judge-models`, `--judge-base-url`): the
+      route's server, key from the route's `api_key_env` (the grader's wins);
     - otherwise OpenAI's API (`OPENAI_BASE_URL` or api.openai.com), key from `OPENAI_API_KEY`.
     The key is read from the environment variable named by `api_key_env`, never from config.
     """
@@ -129,11 +132,26 @@ def judge_from_config(config: dict[str, Any]) -> Judge:
     local = _local_ref(model)
     if local is not None:
         return LocalJudge(local)
+    routes = judge_routes.current()
+    matched = routes.match(model)
+    if matched is not None:  # the operator's mapping (--judge-models / --judge-base-url)
+        pattern, route = matched
+        key_env = key_env or route.api_key_env
+        if key_env and not os.environ.get(key_env):
+            raise SpecError(f"the judge route {pattern!r} ({routes.source}) reads its key from "
+                            f"{key_env!r}, which is not set", field="grader.model")
+        return OpenAICompatibleJudge(model, route.base_url,
+                                     api_key=os.environ[key_env] if key_env else None)
     key_env = key_env or "OPENAI_API_KEY"
     if not os.environ.get(key_env):
-        raise SpecError(f"{model!r} is neither a bundled model nor a local model directory; "
-                        f"for a served model give base_url (and api_key_env), or set "
-                        f"{key_env} to use OpenAI's API", field="grader.model")
+        raise SpecError(
+            f"{model!r} is neither a bundled model nor a local model directory, and no judge "
+            f"route maps it. Map the name to an OpenAI-compatible server with `--judge-models "
+            f"FILE` on agentrft server/train (FILE: {{\"{model}\": {{\"base_url\": "
+            f"\"http://host:8000/v1\", \"api_key_env\": \"JUDGE_KEY\"}}}}; glob patterns like "
+            f"\"gpt-*\" work) or `--judge-base-url URL` for every such name; or give base_url "
+            f"(and api_key_env) in the grader; or set {key_env} to use OpenAI's API",
+            field="grader.model")
     return OpenAICompatibleJudge(model, os.environ.get("OPENAI_BASE_URL") or
                                  DEFAULT_OPENAI_BASE_URL, api_key=os.environ[key_env])
 

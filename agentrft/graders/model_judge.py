@@ -314,11 +314,32 @@ def find_result_object(text: str) -> dict[str, Any] | None:
     return None
 
 
+# A reply that is only a number, as OpenAI's published judge prompts ask ("only return the
+# numerical score"): `1`, `0.5`, `"0.5"`, `**1**`, `Score: 1`, `Result = 0.5.`. Anything more
+# (a sentence with a number in it) is not read: which number was meant is a guess.
+_BARE_NUMBER = re.compile(
+    r"(?:(?:final\s+)?(?:score|result|rating|grade)\s*[:=]\s*)?"
+    r"([-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\.?", re.I)
+
+
+def bare_number(text: str) -> float | None:
+    """The number a reply consists of (see `_BARE_NUMBER`), or None."""
+    core = _THINK.sub("", text).strip().strip("`*\"' \n\t")
+    match = _BARE_NUMBER.fullmatch(core)
+    return float(match.group(1)) if match else None
+
+
 def parse_score(text: str) -> float:
-    """The judge's `"result"` as a finite float; raise JudgeParseError."""
+    """The judge's `"result"` (or a reply that is just a number) as a finite float; raise
+    JudgeParseError."""
     obj = find_result_object(text)
     if obj is None:
-        raise JudgeParseError('no JSON object with a "result" key')
+        value = bare_number(text)
+        if value is None:
+            raise JudgeParseError('no JSON object with a "result" key, and not a bare number')
+        if not math.isfinite(value):
+            raise JudgeParseError(f"the score is {value}")
+        return value
     value = obj["result"]
     if isinstance(value, str):
         try:
@@ -398,18 +419,27 @@ class ModelGrader(Grader):
         candidates = [reply.text]
         if messages and messages[-1]["role"] == "assistant":
             candidates.append(messages[-1]["content"] + reply.text)
+        reason = ""
         for text in candidates:
             try:
                 reward, scores, passed = self.read_answer(text)
-            except JudgeParseError:
+            except JudgeParseError as e:
+                reason = reason or str(e)
                 continue
             return GraderResult.make(reward, **meta, scores=scores, passed=passed,
                                      execution_time=time.perf_counter() - start)
         flag = ("model_grader_refusal_error" if looks_like_refusal(reply.text)
                 else "model_grader_parse_error")
-        return self._flagged(flag, meta, start)
+        # what the judge wrote, so a prompt that yields unreadable answers can be fixed
+        return self._flagged(flag, meta, start, scores={
+            "error_detail": reason, "judge_output": _preview(reply.text)})
 
     @staticmethod
-    def _flagged(flag: str, meta: dict[str, Any], start: float) -> GraderResult:
-        return GraderResult.make(0.0, **meta, errors={flag: True},
+    def _flagged(flag: str, meta: dict[str, Any], start: float,
+                 scores: dict[str, Any] | None = None) -> GraderResult:
+        return GraderResult.make(0.0, **meta, errors={flag: True}, scores=scores,
                                  execution_time=time.perf_counter() - start)
+
+
+def _preview(text: str) -> str:
+    return text if len(text) <= ERROR_PREVIEW_CHARS else text[:ERROR_PREVIEW_CHARS] + " …(truncated)"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agentrft.analysis.alarm import AlarmWatcher
-from agentrft.errors import AgentRFTError
+from agentrft.errors import AgentRFTError, TrainingPaused
 from agentrft.jobs.service import error_object, model_name, spec_from_body
 from agentrft.jobs.store import JobStore
 from agentrft.train.checkpoint import latest_checkpoint
@@ -139,7 +139,7 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
         # asked for (no error), or the run paused itself: its reason is the job's error
         error = None if trainer.pause_reason is None else {
             "code": "TrainingPaused", "param": None,
-            "message": trainer.pause_reason + "; fix the cause, then resume the job"}
+            "message": f"{trainer.pause_reason}; {TrainingPaused.api_hint(job_id)}"}
         return _finish(store, job_id, "paused", error=error)
     return _finish(store, job_id, "cancelled", event="job cancelled")
 

@@ -10,6 +10,8 @@
     GET  /v1/fine_tuning/jobs/{job_id}/checkpoints  ?after= &limit=
     POST /v1/fine_tuning/alpha/graders/run
     POST /v1/fine_tuning/alpha/graders/validate
+    POST /v1/fine_tuning/alpha/tool/run             one tool call as training makes it (tool_run.py)
+    POST /v1/embeddings                             (agentrft.serving.embeddings)
     GET  /v1/models, /v1/models/{model}
     GET  /health                                    (no API key needed)
     GET  /, /dashboard/...                          the dashboard (see dashboard_api.py)
@@ -48,6 +50,8 @@ from agentrft.server.dashboard_api import install_dashboard
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
 from agentrft.server.middleware import GuardMiddleware, key_matches
+from agentrft.server.tool_run import ToolRunRequest, run_tool_call
+from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 
 MiB = 2**20
 UPLOAD_PATH = "/v1/files"
@@ -59,17 +63,21 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 class GraderRunRequest(BaseModel):
-    """OpenAI's graders-run body; `model_sample` may also be a full sample object."""
+    """OpenAI's graders-run body; `model_sample` may also be a full sample object. `trace_id`
+    (sent by OpenAI's Agent RFT helpers) reaches endpoint graders and model judges, so a
+    grader server can join the call to the rollout's tool calls."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     grader: dict[str, Any]
     model_sample: str | dict[str, Any]
     item: dict[str, Any] | None = None
+    trace_id: str | None = None
 
 
 class GraderValidateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     grader: dict[str, Any]
+    trace_id: str | None = None  # the helpers may send the run body's; nothing to trace here
 
 
 def public_file(record: dict[str, Any]) -> dict[str, Any]:
@@ -113,12 +121,14 @@ def validate_job_files(store: JobStore, job_id: str) -> None:
 
 def create_app(store: JobStore, *, api_keys: list[str] | None = None,
                validate_in_background: bool = True, max_body_bytes: int = 10 * MiB,
-               max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None) -> FastAPI:
+               max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None,
+               embedding_models: EmbeddingModels | None = None) -> FastAPI:
     """The API over `store`. `api_keys`: when non-empty, every /v1 route wants one as a
     bearer token. `run_root`: a folder of run dirs (`agentrft train --out ...`) the dashboard
     shows beside the jobs. `validate_in_background=False` validates a new job's files before the
     create request returns (deterministic, for tests). Bodies over `max_body_bytes` and
-    uploads over `max_upload_bytes` are refused with a 413."""
+    uploads over `max_upload_bytes` are refused with a 413. `embedding_models`: the names
+    `/v1/embeddings` answers for (default: the bundled all-MiniLM-L6-v2 and local paths)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # jobs a stopped server left in validating_files would otherwise wait forever
@@ -229,12 +239,18 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     @api.post("/fine_tuning/alpha/graders/run")
     def grader_run(body: GraderRunRequest) -> dict[str, Any]:
         # a fresh event loop in this worker thread: a slow grader holds no other request
-        return asyncio.run(run_grader(body.grader, body.model_sample, body.item))
+        return asyncio.run(run_grader(body.grader, body.model_sample, body.item, body.trace_id))
 
     @api.post("/fine_tuning/alpha/graders/validate")
     def grader_validate(body: GraderValidateRequest) -> dict[str, Any]:
         validate_grader(body.grader)
         return {"grader": body.grader}
+
+    # --- tools -----------------------------------------------------------------------------
+
+    @api.post("/fine_tuning/alpha/tool/run")
+    async def tool_run(body: ToolRunRequest) -> dict[str, Any]:
+        return await run_tool_call(body)
 
     # --- models ----------------------------------------------------------------------------
 
@@ -259,6 +275,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
         return found
 
     app.include_router(api)
+    app.include_router(embeddings_router(embedding_models or EmbeddingModels()))
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -69,13 +69,16 @@ class WorkerSupervisor:
 
 
 def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: str = "cpu",
-          workers: int = 1, runs: Path | None = None) -> None:
+          workers: int = 1, runs: Path | None = None,
+          embedding_models: dict[str, str] | None = None) -> None:
     """`runs`: a folder of run dirs written by `agentrft train/eval/demo`, shown read-only
-    on the dashboard beside the jobs."""
+    on the dashboard beside the jobs. `embedding_models`: extra names for `/v1/embeddings`
+    (NAME → a built-in embedding model or a directory)."""
     import uvicorn
 
     from agentrft.jobs.store import JobStore
     from agentrft.server.app import create_app
+    from agentrft.serving.embeddings import EmbeddingModels
 
     if not api_keys and host not in LOOPBACK:
         print(f"agentrft server: no API key given (--api-key or AGENTRFT_API_KEY): binding to "
@@ -90,6 +93,7 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
     # which isolation is in force for untrusted code, said once where the operator looks
     for line in (grader_isolation(), tool_isolation()):
         print(f"agentrft server: {line}", file=sys.stderr, flush=True)
+    embeddings = EmbeddingModels(embedding_models)  # a bad mapping fails before anything starts
     data_dir.mkdir(parents=True, exist_ok=True)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; under the default handler
     # that kills this process before `finally` stops the workers, orphaning them
@@ -101,7 +105,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
           f"{device}, pid {os.getpid()}); dashboard: http://{host}:{port}/"
           + (" (sign in with an API key)" if api_keys else ""), file=sys.stderr, flush=True)
     try:
-        uvicorn.run(create_app(store, api_keys=api_keys, run_root=runs), host=host, port=port,
+        uvicorn.run(create_app(store, api_keys=api_keys, run_root=runs,
+                               embedding_models=embeddings), host=host, port=port,
                     log_level="warning")
     finally:
         supervisor.stop()

@@ -6,6 +6,7 @@ directory or the bundled model), plus vLLM's run-time LoRA endpoints.
     GET  /v1/models, /v1/models/{id}
     POST /v1/load_lora_adapter    {"lora_name", "lora_path"}  (vLLM's body and plain-text answer)
     POST /v1/unload_lora_adapter  {"lora_name"}
+    POST /v1/embeddings           OpenAI's embeddings (see embeddings.py)
     GET  /health
 
 Tool calls: the tools of a request are rendered as the chat template allows (natively, or
@@ -34,6 +35,7 @@ from agentrft.models.toolcalls import OPEN, parse_tool_calls
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers
 from agentrft.server.middleware import GuardMiddleware
+from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 from agentrft.serving.host import AdapterError, ModelHost, UnknownModel
 from agentrft.serving.protocol import (ChatRequest, CompletionRequest, LoadAdapterRequest,
                                        UnloadAdapterRequest)
@@ -421,7 +423,8 @@ def _tool(t: dict[str, Any], i: int) -> dict[str, Any]:
     return t
 
 
-def create_app(host: ModelHost, *, api_keys: list[str] | None = None) -> FastAPI:
+def create_app(host: ModelHost, *, api_keys: list[str] | None = None,
+               embedding_models: EmbeddingModels | None = None) -> FastAPI:
     serving = Serving(host)
     app = FastAPI(title="agentrft serve", version=__version__, default_response_class=SafeJSONResponse)
     install_error_handlers(app)
@@ -473,4 +476,5 @@ def create_app(host: ModelHost, *, api_keys: list[str] | None = None) -> FastAPI
         return PlainTextResponse(f"Success: LoRA adapter '{body.lora_name}' removed successfully.")
 
     app.include_router(api)
+    app.include_router(embeddings_router(embedding_models or EmbeddingModels()))
     return app

@@ -41,6 +41,7 @@ class ToolOutcome:
     is_error: bool = False  # True: the model called it wrong; still shown to the model
     status_code: int | None = None  # HTTP status where there was one
     latency_s: float = 0.0
+    retries: int = 0  # attempts before the one that answered (5xx, timeouts, connection errors)
 
 
 class ToolClient(abc.ABC):

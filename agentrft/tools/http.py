@@ -91,11 +91,11 @@ class HttpTool(ToolClient):
             outcome = self._interpret(status, raw, too_big)
             # A successful output is the tool's own business; error text often echoes the request.
             output = self._redact(outcome.output) if outcome.is_error else outcome.output
-            return ToolOutcome(output=output, is_error=outcome.is_error,
-                               status_code=status, latency_s=time.perf_counter() - start)
+            return ToolOutcome(output=output, is_error=outcome.is_error, status_code=status,
+                               latency_s=time.perf_counter() - start, retries=attempt)
         raise ToolInfraFailure(self._redact(
             f"tool '{self.name}' at {self._safe_url} failed after {1 + self.max_retries} "
-            f"attempts; last error: {last}"))
+            f"attempts; last error: {last}"), attempts=1 + self.max_retries)
 
     async def _post(self, body: bytes) -> tuple[int, bytes, bool]:
         """Send one attempt; read at most MAX_BODY_BYTES of the reply (True if there was more)."""

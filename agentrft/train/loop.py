@@ -299,4 +299,4 @@ def raise_if_paused(trainer: Trainer) -> None:
     """For callers without a paused state of their own (a script, the CLI): a run that paused
     itself is an error to report."""
     if trainer.outcome == "paused" and trainer.pause_reason:
-        raise TrainingPaused(trainer.pause_reason + "; fix the cause, then run again with --resume")
+        raise TrainingPaused(trainer.pause_reason)  # with the CLI's hint: --resume
