@@ -127,6 +127,6 @@ def test_a_run_that_pauses_itself_is_paused_with_its_reason_and_resume_clears_it
     paused = store.get_job(job_id)
     assert paused["error"]["code"] == "TrainingPaused"
     assert "rollouts discarded" in paused["error"]["message"]
-    assert "resume the job" in paused["error"]["message"]
+    assert f"POST /v1/fine_tuning/jobs/{job_id}/resume" in paused["error"]["message"]
     resumed = service.request(store, job_id, "resume")
     assert resumed["status"] == "queued" and resumed["error"] is None
