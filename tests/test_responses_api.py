@@ -72,22 +72,25 @@ def client_for(server) -> OpenAI:
 
 def run_tool(tool_server, call_id: str, name: str, arguments: str) -> str:
     """What the notebook's tool executor does: POST the call to the tool's endpoint (DESIGN.md's
-    wire format) and return its output."""
+    wire format) and return its output; a 4xx (the model called it wrong) is the output."""
     r = httpx.post(tool_server.url(f"/{name}"), timeout=10, json={
         "type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name,
         "arguments": arguments, "trace_id": "trace_responses_test", "item": {}})
+    if 400 <= r.status_code < 500:
+        return f"Error {r.status_code}: {r.text}"
     r.raise_for_status()
     return r.json()["output"]
 
 
-def responses_loop(client, tool_server, *, max_turns: int = 4, **kwargs):
+def responses_loop(client, tool_server, *, max_turns: int = 4, model: str = MODEL,
+                   first: list | None = None, **kwargs):
     """The notebook's loop: create, run every function_call, send the outputs back with the
     whole conversation (store: false), until a turn calls no tool. Returns each turn's
     response."""
-    items: list = [{"role": "user", "content": QUESTION}]
+    items: list = list(first or [{"role": "user", "content": QUESTION}])
     turns = []
     for _ in range(max_turns):
-        r = client.responses.create(model=MODEL, input=items, tools=TOOLS, store=False, **kwargs)
+        r = client.responses.create(model=model, input=items, tools=TOOLS, store=False, **kwargs)
         turns.append(r)
         calls = [o for o in r.output if o.type == "function_call"]
         if not calls:
@@ -315,3 +318,33 @@ def test_input_items_become_the_chat_path_messages():
         {"role": "tool", "tool_call_id": "c3", "content": "?"},
         {"role": "user", "content": "Thanks"},
     ]
+
+
+@pytest.mark.slow
+def test_bundled_model_runs_the_notebook_loop(tmp_path):
+    """The real bundled model, one demonstration exchange in the input (it rarely calls a tool
+    without one), a real tool server whose directory has everyone in room 12 (the model
+    misspells names): function_call items out, outputs in, a final answer."""
+    demo = [{"role": "user", "content": "Where is Carl?"},
+            {"type": "function_call", "call_id": "call_demo", "name": "lookup",
+             "arguments": json.dumps({"key": "carl"})},
+            {"type": "function_call_output", "call_id": "call_demo", "output": "Room 3"},
+            {"role": "assistant", "content": "Carl is in room 3."},
+            {"role": "user", "content": "Where is Ada?"}]
+    with LoopbackToolServer() as tools:
+        tools.add_handler("/lookup", lambda body, request: {"output": "Room 12"})
+        proc = ServeProcess("bundled:smollm2-135m-instruct", tmp_path, "--served-model-name", "smol")
+        try:
+            client = OpenAI(base_url=proc.base_url, api_key="unused", max_retries=0, timeout=300)
+            turns = responses_loop(client, tools, model="smol", first=demo, max_turns=3,
+                                   tool_choice="auto", parallel_tool_calls=True, temperature=0,
+                                   max_output_tokens=48, reasoning={"effort": "low"},
+                                   include=["reasoning.encrypted_content"])
+        finally:
+            proc.stop()
+        seen = [json.loads(r.body)["call_id"] for r in tools.requests_for("/lookup")]
+    calls = [o for o in turns[0].output if o.type == "function_call"]
+    assert calls and all(c.name == "lookup" and "key" in json.loads(c.arguments) for c in calls)
+    assert seen[:len(calls)] == [c.call_id for c in calls]
+    assert len(turns) >= 2 and turns[-1].output_text.strip()
+    assert turns[-1].usage.input_tokens > turns[0].usage.input_tokens
