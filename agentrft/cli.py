@@ -8,6 +8,7 @@
     agentrft graders run --grader G.json [--item I.json] [--sample S.json | --sample-text TEXT]
     agentrft graders validate --grader G.json
     agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda] [--runs DIR]
+                    [--inference-memory-gb G] [--no-inference]
     agentrft serve MODEL_OR_CHECKPOINT [--host H] [--port P] [--api-key K] [--device cpu|cuda]
     agentrft export CHECKPOINT OUT_DIR [--dtype float32|bfloat16|float16] [--overwrite]
     agentrft jobs create JOB.yaml | list | get ID | events ID [--follow] | checkpoints ID
@@ -172,7 +173,8 @@ def cmd_server(args) -> int:
 
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
           else default_data_dir(), api_keys=_api_keys(args), device=args.device, workers=args.workers,
-          runs=Path(args.runs) if args.runs else None)
+          runs=Path(args.runs) if args.runs else None, inference=not args.no_inference,
+          inference_memory_gb=args.inference_memory_gb)
     return 0
 
 
@@ -245,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="jobs trained at once")
     s.add_argument("--runs", help="also show the run dirs under this folder on the dashboard "
                                   "(agentrft train/eval/demo outputs; read-only)")
+    s.add_argument("--inference-memory-gb", type=float, default=8.0,
+                   help="model weights kept loaded for inference (least recently used evicted)")
+    s.add_argument("--no-inference", action="store_true",
+                   help="serve no /v1/responses, /v1/chat/completions, /v1/completions")
     s.set_defaults(fn=cmd_server)
 
     sv = sub.add_parser("serve", help="serve a model or checkpoint over OpenAI's chat/completions API")

@@ -95,7 +95,7 @@ def responses_loop(client, tool_server, *, max_turns: int = 4, model: str = MODE
         calls = [o for o in r.output if o.type == "function_call"]
         if not calls:
             return turns
-        items += [o.model_dump(exclude_none=True) for o in r.output]  # echo every item
+        items += r.output  # echo every item, as the notebook does (the SDK serialises them)
         items += [{"type": "function_call_output", "call_id": c.call_id,
                    "output": run_tool(tool_server, c.call_id, c.name, c.arguments)} for c in calls]
     raise AssertionError(f"no final answer in {max_turns} turns")

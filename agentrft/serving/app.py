@@ -1,7 +1,9 @@
 """`agentrft serve`: OpenAI's inference API over one model (a trained checkpoint, a local
-directory or the bundled model), plus vLLM's run-time LoRA endpoints.
+directory or the bundled model), plus vLLM's run-time LoRA endpoints. `agentrft server`
+mounts the same inference routes over a pool of models (`inference_routes`, `pool.py`).
 
     POST /v1/chat/completions     messages, tools → content or tool_calls; stream; logprobs
+    POST /v1/responses            OpenAI's Responses API over the same chat path (responses.py)
     POST /v1/completions          prompt as text or token ids (a batch of them); stream; logprobs
     GET  /v1/models, /v1/models/{id}
     POST /v1/load_lora_adapter    {"lora_name", "lora_path"}  (vLLM's body and plain-text answer)
@@ -22,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -56,8 +58,12 @@ def _sse(data: dict[str, Any]) -> str:
 class Serving:
     """The request handling behind the routes, over one `ModelHost`."""
 
-    def __init__(self, host: ModelHost):
+    def __init__(self, host: ModelHost, *, adapter_of: Callable[[str], str | None] | None = None):
+        """`adapter_of`: a request's model name → the adapter it selects (None: the host's own
+        weights), for a pool that names models its own way (`pool.py`); by default the
+        host's names (`ModelHost.check_model`)."""
         self.host = host
+        self.adapter_of = adapter_of
         self.tok = host.tokenizer
         self.vocab = len(host.tokenizer)
         self.created = int(time.time())
@@ -65,6 +71,8 @@ class Serving:
     # --- shared pieces -----------------------------------------------------------------------
 
     def _adapter(self, model: str) -> str | None:
+        if self.adapter_of is not None:
+            return self.adapter_of(model)
         try:
             return self.host.check_model(model)
         except UnknownModel as e:
@@ -422,6 +430,24 @@ def _tool(t: dict[str, Any], i: int) -> dict[str, Any]:
     return t
 
 
+def inference_routes(api: APIRouter, serving_for: Callable[[str], Awaitable[Serving]]) -> None:
+    """POST /chat/completions, /responses and /completions on `api`; `serving_for(model)` gives
+    the `Serving` that answers for a request's model (one host here, a pool in `agentrft
+    server`)."""
+
+    @api.post("/chat/completions")
+    async def chat(body: ChatRequest):
+        return await (await serving_for(body.model)).chat(body)
+
+    @api.post("/responses")
+    async def responses(body: ResponsesRequest):
+        return await create_response(await serving_for(body.model), body)
+
+    @api.post("/completions")
+    async def completions(body: CompletionRequest):
+        return await (await serving_for(body.model)).completions(body)
+
+
 def create_app(host: ModelHost, *, api_keys: list[str] | None = None) -> FastAPI:
     serving = Serving(host)
     app = FastAPI(title="agentrft serve", version=__version__, default_response_class=SafeJSONResponse)
@@ -435,17 +461,10 @@ def create_app(host: ModelHost, *, api_keys: list[str] | None = None) -> FastAPI
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": host.name, "adapters": list(host.adapters)}
 
-    @api.post("/chat/completions")
-    async def chat(body: ChatRequest):
-        return await serving.chat(body)
+    async def serving_for(model: str) -> Serving:
+        return serving
 
-    @api.post("/responses")
-    async def responses(body: ResponsesRequest):
-        return await create_response(serving, body)
-
-    @api.post("/completions")
-    async def completions(body: CompletionRequest):
-        return await serving.completions(body)
+    inference_routes(api, serving_for)
 
     @api.get("/models")
     def models() -> dict[str, Any]:
