@@ -348,3 +348,27 @@ def test_bundled_model_runs_the_notebook_loop(tmp_path):
     assert seen[:len(calls)] == [c.call_id for c in calls]
     assert len(turns) >= 2 and turns[-1].output_text.strip()
     assert turns[-1].usage.input_tokens > turns[0].usage.input_tokens
+
+
+def test_reasoning_effort_maps_to_the_thinking_switch_and_replies_split_the_think_block():
+    from agentrft.engines.base import SamplingParams
+    from agentrft.serving.chat_turn import ChatTurn, parse_reply
+    from agentrft.serving.responses import ResponsesRequest, thinking
+
+    def effort(value, has_thinking):
+        return thinking(ResponsesRequest(model="m", input="q", reasoning={"effort": value}),
+                        has_thinking)
+
+    assert effort("high", False) == ({}, "high: no effect (the chat template has no thinking mode)")
+    assert effort("minimal", True)[0] == {"enable_thinking": False}
+    assert effort("medium", True)[0] == {"enable_thinking": True}
+    assert thinking(ResponsesRequest(model="m", input="q"), True) == ({}, None)
+
+    turn = ChatTurn(None, [1, 2], frozenset({"lookup"}), SamplingParams())
+    think, close = 900, 901  # the ids of <think> and </think> in a thinking tokenizer
+    text = '<think>Ada? Look it up.</think>\n<tool_call>{"name": "lookup", "arguments": {"key": "ada"}}</tool_call>'
+    r = parse_reply(text, turn, "stop", think_ids=(think, close), token_ids=[think, 5, 6, close, 7, 8])
+    assert r.reasoning == "Ada? Look it up." and r.reasoning_tokens == 4
+    assert [(c.name, c.arguments) for c in r.calls] == [("lookup", {"key": "ada"})]
+    plain = parse_reply(text, turn, "stop")  # a template without thinking: no split
+    assert plain.reasoning is None and plain.reasoning_tokens == 0 and plain.calls

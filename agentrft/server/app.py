@@ -34,7 +34,7 @@ import secrets
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, FastAPI, File, Form, Query, Request
 from fastapi import UploadFile
@@ -51,10 +51,12 @@ from agentrft.server.dashboard_api import install_dashboard
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
 from agentrft.server.middleware import GuardMiddleware, key_matches
-from agentrft.serving.app import inference_routes
-from agentrft.serving.pool import GiB, ModelPool
+
+if TYPE_CHECKING:  # agentrft.serving imports agentrft.server's errors: imported when used
+    from agentrft.serving.pool import ModelPool
 
 MiB = 2**20
+GiB = 2**30
 UPLOAD_PATH = "/v1/files"
 MULTIPART_SLACK = MiB  # boundaries and part headers around an upload at the cap
 SQLITE_INT_MAX = 2**63 - 1
@@ -119,7 +121,7 @@ def validate_job_files(store: JobStore, job_id: str) -> None:
 def create_app(store: JobStore, *, api_keys: list[str] | None = None,
                validate_in_background: bool = True, max_body_bytes: int = 10 * MiB,
                max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None,
-               inference: ModelPool | None = None) -> FastAPI:
+               inference: "ModelPool | None" = None) -> FastAPI:
     """The API over `store`. `api_keys`: when non-empty, every /v1 route wants one as a
     bearer token. `run_root`: a folder of run dirs (`agentrft train --out ...`) the dashboard
     shows beside the jobs. `validate_in_background=False` validates a new job's files before the
@@ -264,6 +266,8 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
         return {"object": "list", "data": models()}
 
     if inference is not None:
+        from agentrft.serving.app import inference_routes
+
         async def serving_for(model: str):
             return await run_in_threadpool(inference.serving_for, model)
 
@@ -291,11 +295,12 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
 
 
 def model_pool(store: JobStore, *, device: str = "cpu", memory_budget_bytes: int = 8 * GiB
-               ) -> ModelPool:
+               ) -> "ModelPool":
     """The inference models of a jobs server: bundled models, the base models of its jobs,
     and its ft: models and checkpoints (looked up in `store`, not AGENTRFT_DATA_DIR)."""
     from agentrft.models.bundled import bundled_model_dir
     from agentrft.models.loading import resolve_model_dir
+    from agentrft.serving.pool import ModelPool
 
     def resolve(name: str) -> Path | None:
         if name in BUNDLED:
