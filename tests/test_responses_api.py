@@ -372,3 +372,47 @@ def test_reasoning_effort_maps_to_the_thinking_switch_and_replies_split_the_thin
     assert [(c.name, c.arguments) for c in r.calls] == [("lookup", {"key": "ada"})]
     plain = parse_reply(text, turn, "stop")  # a template without thinking: no split
     assert plain.reasoning is None and plain.reasoning_tokens == 0 and plain.calls
+
+
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}")
+
+
+def test_reasoning_effort_budgets_a_thinking_templates_thinking(tokenizer):
+    """A tokenizer with `<think>`/`</think>` and a template with `enable_thinking` (as Qwen3's),
+    the tiny random model (it never closes its thinking itself): `low` effort caps the
+    thinking, `</think>` is written for it, and the answer is sampled after it."""
+    import copy
+
+    from fastapi.testclient import TestClient
+
+    from agentrft.serving.app import create_app
+    from agentrft.serving.host import ModelHost
+    from tests.tiny_model import tiny_llama
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_tokens(["<think>", "</think>"])
+    tok.chat_template = THINKING_TEMPLATE
+    close = tok.convert_tokens_to_ids("</think>")
+    client = TestClient(create_app(ModelHost(tiny_llama(vocab_size=len(tok)), tok, name="thinker")))
+
+    def ask(effort: str, **extra):
+        r = client.post("/v1/responses", json={"model": "thinker", "input": "Hi", "temperature": 0,
+                                               "reasoning": {"effort": effort}, **extra})
+        assert r.status_code == 200, r.text
+        return r
+
+    low = ask("low", max_output_tokens=20)
+    assert low.headers["agentrft-reasoning-effort"] == "low: thinking on, at most 10 thinking tokens"
+    body = low.json()
+    assert body["usage"]["output_tokens_details"]["reasoning_tokens"] == 11  # 10 + </think>
+    assert body["output"][0]["type"] == "reasoning" and body["output"][1]["type"] == "message"
+    assert body["usage"]["output_tokens"] <= 20
+    off = ask("none", max_output_tokens=4).json()
+    thinking_off = len(tok.encode("<think>\n\n</think>\n\n", add_special_tokens=False))
+    assert off["usage"]["input_tokens"] == body["usage"]["input_tokens"] + thinking_off
+    assert off["usage"]["output_tokens_details"]["reasoning_tokens"] == 0
+    assert close not in tok.encode(off["output"][0]["content"][0]["text"])

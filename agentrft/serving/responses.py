@@ -17,10 +17,12 @@ The server keeps no state: `store: true`, `previous_response_id`, `conversation`
 `item_reference` are 400s; the client sends the whole conversation each time (`store:
 false`, as the Agent RFT notebook does). `text.format` other than `text` needs constrained
 decoding: a 400 naming `text.format`. `reasoning.effort` where the chat template has a
-thinking mode: `none`/`minimal` render thinking off, the others leave it on (no token
-budget yet); without one it has no effect, and the `agentrft-reasoning-effort` header says
-so. Streaming sends the events the SDK parses, each with `sequence_number` (a thinking
-model's `<think>` block is not split out of a streamed reply yet).
+thinking mode: `none`/`minimal` render thinking off, `low`/`medium`/`high`/`xhigh` give it a
+budget of thinking tokens (`THINK_BUDGET`, at most half of `max_output_tokens`): past it
+`</think>` is written for the model and the answer follows; `max` leaves it unbounded.
+Without a thinking mode it has no effect. The `agentrft-reasoning-effort` header says which.
+Streaming sends the events the SDK parses, each with `sequence_number` (streamed replies
+get no thinking budget and their `<think>` block is not split out yet).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import itertools
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Iterator, Literal
 
 from fastapi.responses import StreamingResponse
@@ -249,7 +252,48 @@ def thinking(req: ResponsesRequest, has_thinking: bool) -> tuple[dict[str, Any],
         return {}, f"{effort}: no effect (the chat template has no thinking mode)"
     if effort in ("none", "minimal"):
         return {"enable_thinking": False}, f"{effort}: thinking off"
-    return {"enable_thinking": True}, f"{effort}: thinking on (no token budget)"
+    budget = think_budget(req)
+    return {"enable_thinking": True}, f"{effort}: thinking on, " + (
+        f"at most {budget} thinking tokens" if budget else "no token budget") + (
+        " (not applied to streamed replies)" if req.stream and budget else "")
+
+
+THINK_BUDGET = {"low": 256, "medium": 1024, "high": 4096, "xhigh": 16384}
+
+
+def think_budget(req: ResponsesRequest) -> int | None:
+    """Thinking tokens allowed before `</think>` is forced (None: unbounded)."""
+    effort = req.reasoning.effort if req.reasoning else None
+    budget = THINK_BUDGET.get(effort or "")
+    if budget is not None and req.max_output_tokens:
+        budget = max(1, min(budget, req.max_output_tokens // 2))  # room left for the answer
+    return budget
+
+
+def generate_with_budget(serving, turn: ChatTurn, seed: int | None, budget: int | None,
+                         think_ids: tuple[int, int] | None) -> tuple[list[int], str]:
+    """(reply token ids, finish reason). With a budget: sample the thinking up to `budget`
+    tokens (or its own `</think>`), write `</think>` if the model did not, then sample the
+    answer after it in a second call of the same generation, within `max_output_tokens`."""
+    host, params = serving.host, turn.params
+    if budget is None or think_ids is None:
+        (c,) = host.generate([turn.prompt], params, adapter=turn.adapter, seed=seed)
+        return c.token_ids, c.finish_reason
+    close = think_ids[1]
+    first = replace(params, max_new_tokens=min(budget, params.max_new_tokens),
+                    stop_token_ids=tuple(sorted({*params.stop_token_ids, close})))
+    (c,) = host.generate([turn.prompt], first, adapter=turn.adapter, seed=seed)
+    head = list(c.token_ids)
+    if head and head[-1] in params.stop_token_ids:
+        return head, "stop"  # the turn ended inside the thinking
+    if not head or head[-1] != close:
+        head += [close] + serving.tok.encode("\n\n", add_special_tokens=False)
+    room = params.max_new_tokens - len(head)
+    if room < 1:
+        return head, "length"
+    (rest,) = host.generate([turn.prompt + head], replace(params, max_new_tokens=room),
+                            adapter=turn.adapter, seed=seed)
+    return head + rest.token_ids, rest.finish_reason
 
 
 def to_chat(req: ResponsesRequest, template_kwargs: dict[str, Any]) -> ChatRequest:
@@ -352,14 +396,15 @@ async def create_response(serving, req: ResponsesRequest):
     if req.stream:
         return StreamingResponse(_stream(serving, req, turn, shell), headers=headers,
                                  media_type="text/event-stream")
-    (c,) = await run_in_threadpool(serving.host.generate, [turn.prompt], turn.params,
-                                   adapter=turn.adapter, seed=req.seed)
-    reply = serving.reply(turn, c.token_ids, c.finish_reason)
+    budget = think_budget(req) if template_kwargs.get("enable_thinking") else None
+    ids, finish = await run_in_threadpool(generate_with_budget, serving, turn, req.seed, budget,
+                                          serving.think_ids())
+    reply = serving.reply(turn, ids, finish)
     incomplete = reply.finish_reason == "length"
     return SafeJSONResponse(shell.body(
         status="incomplete" if incomplete else "completed",
         output=output_items(reply, incomplete),
-        usage=usage(turn, len(c.token_ids), reply.reasoning_tokens)), headers=headers)
+        usage=usage(turn, len(ids), reply.reasoning_tokens)), headers=headers)
 
 
 def _stream(serving, req: ResponsesRequest, turn: ChatTurn, shell: ResponseShell) -> Iterator[str]:
