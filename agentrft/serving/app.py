@@ -159,7 +159,10 @@ class Serving:
                      for p in r.calls]
             return {"role": "assistant", "content": r.content, "tool_calls": calls}, "tool_calls"
         content = r.content if skip_special else turn.prefix + self._text(c.token_ids, False)
-        return {"role": "assistant", "content": content}, r.finish_reason
+        message = {"role": "assistant", "content": content}
+        if r.reasoning is not None:  # a thinking template's <think> block, as vLLM names it
+            message["reasoning_content"] = r.reasoning
+        return message, r.finish_reason
 
     async def chat(self, req: ChatRequest):
         turn = self.chat_turn(req)
