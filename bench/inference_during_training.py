@@ -75,9 +75,9 @@ def main() -> None:
                         timeout=600)
         start = time.perf_counter()
         timed_request(client, args.model, args.max_tokens)
-        print(f"first request (loads the model): {time.perf_counter() - start:.1f} s")
+        print(f"first request (loads the model): {time.perf_counter() - start:.1f} s", flush=True)
         idle = [timed_request(client, args.model, args.max_tokens) for _ in range(args.requests)]
-        print(f"idle:            {summary(idle)}")
+        print(f"idle:            {summary(idle)}", flush=True)
 
         train, valid = task.make_rows()
         files = []
@@ -98,6 +98,7 @@ def main() -> None:
         busy, started = [], time.perf_counter()
         while (status := client.fine_tuning.jobs.retrieve(job.id).status) == "running":
             busy.append(timed_request(client, args.model, args.max_tokens))
+            print(f"  during training: {busy[-1]:.2f} s", flush=True)
         took = time.perf_counter() - started
         print(f"during training: {summary(busy)} ({took:.0f} s of training, job {status})")
         if busy:
