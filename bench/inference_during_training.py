@@ -2,11 +2,12 @@
 
 Starts a real `agentrft server` (its own data dir, loopback), then through the official SDK:
 
-1. idle: `--requests` chat completions of the base model (the first, which loads the model,
-   is a warm-up and not counted);
-2. creates a short job on the same base (the lookup task: `batch_size` rows × 4 rollouts a
-   step, LoRA, `--steps` steps, evals off but the baseline) and sends the same request
-   again and again while the job is `running`, until it finishes.
+1. creates a short job on the base (the lookup task: 4 rows × 4 rollouts a step, LoRA,
+   `--steps` steps, evals off but the baseline), which also makes a local base directory
+   servable, and once it runs sends one warm-up request (it loads the model, not counted);
+2. sends the same chat completion of the base model again and again while the job is
+   `running`, until it finishes;
+3. then, idle, `--requests` more.
 
 Prints the median, p90 and max latency of both phases and their ratio. Training runs in the
 worker process, inference in the API process: they share only the CPU (or GPU), so the
@@ -14,7 +15,7 @@ ratio is the cost of that sharing, not of a request waiting for a step to end (a
 tens of seconds on CPU; a request that waited for one would show it).
 
     .venv/bin/python bench/inference_during_training.py                  # bundled model, ~4 min on 2 cores
-    .venv/bin/python bench/inference_during_training.py --steps 1 --requests 5
+    .venv/bin/python bench/inference_during_training.py --model DIR --steps 4   # e.g. a tiny model
 """
 
 from __future__ import annotations
@@ -73,12 +74,6 @@ def main() -> None:
             raise SystemExit(f"server did not start; see {data / 'server.log'}")
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0,
                         timeout=600)
-        start = time.perf_counter()
-        timed_request(client, args.model, args.max_tokens)
-        print(f"first request (loads the model): {time.perf_counter() - start:.1f} s", flush=True)
-        idle = [timed_request(client, args.model, args.max_tokens) for _ in range(args.requests)]
-        print(f"idle:            {summary(idle)}", flush=True)
-
         train, valid = task.make_rows()
         files = []
         for name, rows in (("train.jsonl", train), ("valid.jsonl", valid[:4])):
@@ -95,12 +90,17 @@ def main() -> None:
                                              extra_body={"method": method})
         while client.fine_tuning.jobs.retrieve(job.id).status in ("validating_files", "queued"):
             time.sleep(0.5)
+        start = time.perf_counter()
+        timed_request(client, args.model, args.max_tokens)
+        print(f"first request (loads the model): {time.perf_counter() - start:.1f} s", flush=True)
         busy, started = [], time.perf_counter()
         while (status := client.fine_tuning.jobs.retrieve(job.id).status) == "running":
             busy.append(timed_request(client, args.model, args.max_tokens))
             print(f"  during training: {busy[-1]:.2f} s", flush=True)
         took = time.perf_counter() - started
         print(f"during training: {summary(busy)} ({took:.0f} s of training, job {status})")
+        idle = [timed_request(client, args.model, args.max_tokens) for _ in range(args.requests)]
+        print(f"idle (after):    {summary(idle)}", flush=True)
         if busy:
             ratio = statistics.median(busy) / statistics.median(idle)
             print(f"median during training / idle: {ratio:.2f}x")
