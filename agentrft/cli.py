@@ -10,6 +10,7 @@
     agentrft graders validate --grader G.json
     agentrft server [--host H] [--port P] [--data-dir D] [--api-key K] [--device cpu|cuda] [--runs DIR]
                     [--embedding-model NAME=TARGET] [--judge-models FILE] [--judge-base-url URL]
+                    [--inference-memory-gb G] [--no-inference]
     agentrft serve MODEL_OR_CHECKPOINT [--host H] [--port P] [--api-key K] [--device cpu|cuda]
                    [--embedding-model NAME=TARGET]
     agentrft export CHECKPOINT OUT_DIR [--dtype float32|bfloat16|float16] [--overwrite]
@@ -208,7 +209,8 @@ def cmd_server(args) -> int:
     serve(host=args.host, port=args.port, data_dir=Path(args.data_dir) if args.data_dir
           else default_data_dir(), api_keys=_api_keys(args), device=args.device, workers=args.workers,
           runs=Path(args.runs) if args.runs else None,
-          embedding_models=_embedding_models(args))
+          embedding_models=_embedding_models(args), inference=not args.no_inference,
+          inference_memory_gb=args.inference_memory_gb)
     return 0
 
 
@@ -300,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(agentrft train/eval/demo outputs; read-only)")
     _add_embedding_option(s)
     _add_judge_options(s)
+    s.add_argument("--inference-memory-gb", type=float, default=8.0,
+                   help="model weights kept loaded for inference (least recently used evicted)")
+    s.add_argument("--no-inference", action="store_true",
+                   help="serve no /v1/responses, /v1/chat/completions, /v1/completions")
     s.set_defaults(fn=cmd_server)
 
     sv = sub.add_parser("serve", help="serve a model or checkpoint over OpenAI's chat/completions API")

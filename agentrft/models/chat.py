@@ -50,8 +50,8 @@ class ChatRenderer:
                 stop.add(tid)
         self.stop_token_ids: tuple[int, ...] = tuple(sorted(t for t in stop if t is not None))
 
-    def _render(self, messages, *, add_generation_prompt: bool, tools=None) -> str:
-        kwargs: dict[str, Any] = {}
+    def _render(self, messages, *, add_generation_prompt: bool, tools=None, **template_kwargs) -> str:
+        kwargs: dict[str, Any] = dict(template_kwargs)
         if tools and self.native_tools:
             kwargs["tools"] = tools
         return self.tok.apply_chat_template(messages, tokenize=False,
@@ -85,8 +85,10 @@ class ChatRenderer:
                 out.insert(0, {"role": "system", "content": block})
         return out
 
-    def prompt_ids(self, messages: list[dict], tools: list[dict]) -> list[int]:
-        text = self._render(self.normalize(messages, tools), add_generation_prompt=True, tools=tools)
+    def prompt_ids(self, messages: list[dict], tools: list[dict], **template_kwargs) -> list[int]:
+        """`template_kwargs`: more variables for the template (`enable_thinking=False`)."""
+        text = self._render(self.normalize(messages, tools), add_generation_prompt=True, tools=tools,
+                            **template_kwargs)
         return self._encode(text)
 
     def close_turn_ids(self, sampled_ids: list[int]) -> list[int]:

@@ -12,13 +12,16 @@
     POST /v1/fine_tuning/alpha/graders/validate
     POST /v1/fine_tuning/alpha/tool/run             one tool call as training makes it (tool_run.py)
     POST /v1/embeddings                             (agentrft.serving.embeddings)
-    GET  /v1/models, /v1/models/{model}
+    GET  /v1/models, /v1/models/{model}           bundled, ft: models and their checkpoints
+    POST /v1/responses, /v1/chat/completions, /v1/completions   inference (with `inference`)
     GET  /health                                    (no API key needed)
     GET  /, /dashboard/...                          the dashboard (see dashboard_api.py)
 
 Routes are thin: the work is `agentrft.jobs.service` and `agentrft.graders.api`; the error
 shape and the status of each domain error are in `errors.py`; the API key and body caps in
-`middleware.py`. The worker process trains; nothing here does.
+`middleware.py`. The worker process trains; nothing here does. Inference runs here, in
+this process, over a `ModelPool` (`agentrft/serving/pool.py`): the training worker is
+another process, so a training step never holds a request's Python thread or model.
 
     app = create_app(JobStore("data"), api_keys=["sk-local"])
     uvicorn.run(app, host="127.0.0.1", port=8000)
@@ -33,7 +36,7 @@ import secrets
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Body, FastAPI, File, Form, Query, Request
 from fastapi import UploadFile
@@ -53,7 +56,11 @@ from agentrft.server.middleware import GuardMiddleware, key_matches
 from agentrft.server.tool_run import ToolRunRequest, run_tool_call
 from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 
+if TYPE_CHECKING:  # agentrft.serving imports agentrft.server's errors: imported when used
+    from agentrft.serving.pool import ModelPool
+
 MiB = 2**20
+GiB = 2**30
 UPLOAD_PATH = "/v1/files"
 MULTIPART_SLACK = MiB  # boundaries and part headers around an upload at the cap
 SQLITE_INT_MAX = 2**63 - 1
@@ -122,13 +129,16 @@ def validate_job_files(store: JobStore, job_id: str) -> None:
 def create_app(store: JobStore, *, api_keys: list[str] | None = None,
                validate_in_background: bool = True, max_body_bytes: int = 10 * MiB,
                max_upload_bytes: int = 512 * MiB, run_root: str | Path | None = None,
-               embedding_models: EmbeddingModels | None = None) -> FastAPI:
+               embedding_models: EmbeddingModels | None = None,
+               inference: "ModelPool | None" = None) -> FastAPI:
     """The API over `store`. `api_keys`: when non-empty, every /v1 route wants one as a
     bearer token. `run_root`: a folder of run dirs (`agentrft train --out ...`) the dashboard
     shows beside the jobs. `validate_in_background=False` validates a new job's files before the
     create request returns (deterministic, for tests). Bodies over `max_body_bytes` and
     uploads over `max_upload_bytes` are refused with a 413. `embedding_models`: the names
-    `/v1/embeddings` answers for (default: the bundled all-MiniLM-L6-v2 and local paths)."""
+    `/v1/embeddings` answers for (default: the bundled all-MiniLM-L6-v2 and local paths).
+    `inference`: the models inference requests are answered with (see `model_pool`); None
+    serves no inference."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # jobs a stopped server left in validating_files would otherwise wait forever
@@ -257,17 +267,30 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
     def models() -> list[dict[str, Any]]:
         out = [{"id": name, "object": "model", "created": 0, "owned_by": "agentrft"}
                for name in BUNDLED]
-        jobs, _ = store.list_jobs(limit=10**9, status="succeeded")
-        out += [{"id": j["fine_tuned_model"], "object": "model",
-                 "created": j["finished_at"] or j["created_at"], "owned_by": j["organization_id"]}
-                for j in jobs if j["fine_tuned_model"]]
+        jobs, _ = store.list_jobs(limit=10**9)
+        for j in jobs:
+            if j["status"] == "succeeded" and j["fine_tuned_model"]:
+                out.append({"id": j["fine_tuned_model"], "object": "model",
+                            "created": j["finished_at"] or j["created_at"],
+                            "owned_by": j["organization_id"]})
+            # checkpoints as they appear, of running jobs too (pruned ones disappear)
+            out += [{"id": r["model_name"], "object": "model", "created": r["created_at"],
+                     "owned_by": j["organization_id"]} for r in store.checkpoint_rows(j["id"])]
         return out
 
     @api.get("/models")
     def list_models() -> dict[str, Any]:
         return {"object": "list", "data": models()}
 
-    @api.get("/models/{model}")
+    if inference is not None:
+        from agentrft.serving.app import inference_routes
+
+        async def serving_for(model: str):
+            return await run_in_threadpool(inference.serving_for, model)
+
+        inference_routes(api, serving_for)
+
+    @api.get("/models/{model:path}")
     def get_model(model: str) -> dict[str, Any]:
         found = next((m for m in models() if m["id"] == model), None)
         if found is None:
@@ -287,3 +310,24 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
                       key_ok=lambda key: key_matches(key, keys))
 
     return app
+
+
+def model_pool(store: JobStore, *, device: str = "cpu", memory_budget_bytes: int = 8 * GiB
+               ) -> "ModelPool":
+    """The inference models of a jobs server: bundled models, the base models of its jobs,
+    and its ft: models and checkpoints (looked up in `store`, not AGENTRFT_DATA_DIR)."""
+    from agentrft.models.bundled import bundled_model_dir
+    from agentrft.models.loading import resolve_model_dir
+    from agentrft.serving.pool import ModelPool
+
+    def resolve(name: str) -> Path | None:
+        if name in BUNDLED:
+            return bundled_model_dir(name)
+        if name.startswith("ft:"):
+            path = store.resolve_model_name(name)
+            return Path(path) if path else None
+        if any(j["model"] == name for j in store.list_jobs(limit=10**9)[0]):
+            return resolve_model_dir(name)
+        return None
+
+    return ModelPool(resolve, device=device, memory_budget_bytes=memory_budget_bytes)

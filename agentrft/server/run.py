@@ -1,8 +1,10 @@
-"""`agentrft server`: the HTTP API in this process, the training worker in another.
+"""`agentrft server`: the HTTP API and inference in this process, the training worker in another.
 
 The worker is a child process (`python -m agentrft.jobs.worker`), restarted if it dies; a
-job it left running resumes from its last checkpoint. Without an API key the server binds
-to loopback only, whatever --host says.
+job it left running resumes from its last checkpoint. Inference (`/v1/responses`,
+`/v1/chat/completions`, `/v1/completions`) runs in this process over a pool of models loaded
+on first use, so a training step never blocks a request: they only share the CPU or GPU.
+Without an API key the server binds to loopback only, whatever --host says.
 """
 
 from __future__ import annotations
@@ -70,15 +72,18 @@ class WorkerSupervisor:
 
 def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: str = "cpu",
           workers: int = 1, runs: Path | None = None,
-          embedding_models: dict[str, str] | None = None) -> None:
+          embedding_models: dict[str, str] | None = None, inference: bool = True,
+          inference_memory_gb: float = 8.0) -> None:
     """`runs`: a folder of run dirs written by `agentrft train/eval/demo`, shown read-only
     on the dashboard beside the jobs. `embedding_models`: extra names for `/v1/embeddings`
-    (NAME → a built-in embedding model or a directory)."""
+    (NAME → a built-in embedding model or a directory). `inference`: also answer inference
+    requests, with at most `inference_memory_gb` of model weights loaded."""
     import uvicorn
 
     from agentrft.jobs.store import JobStore
-    from agentrft.server.app import create_app
+    from agentrft.server.app import create_app, model_pool
     from agentrft.serving.embeddings import EmbeddingModels
+    from agentrft.serving.pool import GiB
 
     if not api_keys and host not in LOOPBACK:
         print(f"agentrft server: no API key given (--api-key or AGENTRFT_API_KEY): binding to "
@@ -99,6 +104,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
     # that kills this process before `finally` stops the workers, orphaning them
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     store = JobStore(data_dir)
+    pool = model_pool(store, device=device, memory_budget_bytes=int(inference_memory_gb * GiB)) \
+        if inference else None
     supervisor = WorkerSupervisor(data_dir, device=device, count=workers)
     supervisor.start()
     print(f"agentrft server: http://{host}:{port}/v1 (data {data_dir}, {workers} worker(s) on "
@@ -106,8 +113,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
           + (" (sign in with an API key)" if api_keys else ""), file=sys.stderr, flush=True)
     try:
         uvicorn.run(create_app(store, api_keys=api_keys, run_root=runs,
-                               embedding_models=embeddings), host=host, port=port,
-                    log_level="warning")
+                               embedding_models=embeddings, inference=pool),
+                    host=host, port=port, log_level="warning")
     finally:
         supervisor.stop()
         store.close()

@@ -1,7 +1,9 @@
 """`agentrft serve`: OpenAI's inference API over one model (a trained checkpoint, a local
-directory or the bundled model), plus vLLM's run-time LoRA endpoints.
+directory or the bundled model), plus vLLM's run-time LoRA endpoints. `agentrft server`
+mounts the same inference routes over a pool of models (`inference_routes`, `pool.py`).
 
     POST /v1/chat/completions     messages, tools → content or tool_calls; stream; logprobs
+    POST /v1/responses            OpenAI's Responses API over the same chat path (responses.py)
     POST /v1/completions          prompt as text or token ids (a batch of them); stream; logprobs
     GET  /v1/models, /v1/models/{id}
     POST /v1/load_lora_adapter    {"lora_name", "lora_path"}  (vLLM's body and plain-text answer)
@@ -23,7 +25,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Awaitable, Callable, Iterator
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -31,14 +33,17 @@ from starlette.concurrency import run_in_threadpool
 
 from agentrft import __version__
 from agentrft.engines.base import Completion, SamplingParams
-from agentrft.models.toolcalls import OPEN, parse_tool_calls
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers
 from agentrft.server.middleware import GuardMiddleware
 from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
+from agentrft.serving.chat_turn import (THINK_CLOSE, THINK_OPEN, ChatTurn, Reply, ToolChoice,
+                                        call_id, parse_reply, select_tools)
 from agentrft.serving.host import AdapterError, ModelHost, UnknownModel
 from agentrft.serving.protocol import (ChatRequest, CompletionRequest, LoadAdapterRequest,
                                        UnloadAdapterRequest)
+from agentrft.serving.responses import ResponsesRequest, create_response
+from agentrft.serving.stream import StreamedRows, unsent, visible
 
 MAX_BODY_BYTES = 16 * 2**20
 DEFAULT_CHAT_TOKENS = 512
@@ -55,8 +60,12 @@ def _sse(data: dict[str, Any]) -> str:
 class Serving:
     """The request handling behind the routes, over one `ModelHost`."""
 
-    def __init__(self, host: ModelHost):
+    def __init__(self, host: ModelHost, *, adapter_of: Callable[[str], str | None] | None = None):
+        """`adapter_of`: a request's model name → the adapter it selects (None: the host's own
+        weights), for a pool that names models its own way (`pool.py`); by default the
+        host's names (`ModelHost.check_model`)."""
         self.host = host
+        self.adapter_of = adapter_of
         self.tok = host.tokenizer
         self.vocab = len(host.tokenizer)
         self.created = int(time.time())
@@ -64,6 +73,8 @@ class Serving:
     # --- shared pieces -----------------------------------------------------------------------
 
     def _adapter(self, model: str) -> str | None:
+        if self.adapter_of is not None:
+            return self.adapter_of(model)
         try:
             return self.host.check_model(model)
         except UnknownModel as e:
@@ -98,16 +109,37 @@ class Serving:
 
     # --- chat --------------------------------------------------------------------------------
 
-    def _chat_prompt(self, req: ChatRequest) -> tuple[list[int], set[str]]:
+    def chat_turn(self, req: ChatRequest, *, choice: ToolChoice | None = None,
+                  param: str = "messages") -> ChatTurn:
+        """The request rendered for sampling. `choice`: the tool choice already read (the
+        Responses API has its own shape); `param`: the field bad messages are named by."""
+        adapter = self._adapter(req.model)
         messages = [_message(m, i) for i, m in enumerate(req.messages)]
         tools = [_tool(t, i) for i, t in enumerate(req.tools or [])]
-        offered = [] if req.tool_choice == "none" else tools
+        choice = choice or _chat_tool_choice(req.tool_choice)
+        offered, prefix = select_tools(tools, choice, param="tool_choice")
         try:
-            prompt = self.host.renderer.prompt_ids(messages, offered)
+            prompt = self.host.renderer.prompt_ids(messages, offered,
+                                                   **(req.chat_template_kwargs or {}))
         except Exception as e:  # noqa: BLE001 - the template rejected these messages
             raise APIError(400, f"the chat template cannot render these messages: "
-                                f"{type(e).__name__}: {e}", param="messages") from None
-        return prompt, {t["function"]["name"] for t in offered}
+                                f"{type(e).__name__}: {e}", param=param) from None
+        prompt = prompt + (self.tok.encode(prefix, add_special_tokens=False) if prefix else [])
+        params = self._params(req, len(prompt), req.new_tokens, DEFAULT_CHAT_TOKENS)
+        return ChatTurn(adapter, prompt, frozenset(t["function"]["name"] for t in offered),
+                        params, prefix, 1 if req.parallel_tool_calls is False else None)
+
+    def think_ids(self) -> tuple[int, int] | None:
+        """The ids of `<think>` and `</think>` where the template has a thinking mode."""
+        if not self.host.renderer.has_thinking:
+            return None
+        ids = [self.tok.convert_tokens_to_ids(t) for t in (THINK_OPEN, THINK_CLOSE)]
+        ok = all(isinstance(i, int) and i != self.tok.unk_token_id for i in ids)
+        return (ids[0], ids[1]) if ok else None
+
+    def reply(self, turn: ChatTurn, token_ids: list[int], finish_reason: str) -> Reply:
+        return parse_reply(self._text(token_ids, True), turn, finish_reason,
+                           think_ids=self.think_ids(), token_ids=token_ids)
 
     def _logprobs_content(self, ids: list[int], logps: list[float], top, as_ids: bool) -> list[dict]:
         out = []
@@ -121,33 +153,31 @@ class Serving:
         token = self._token_str(token_id, as_ids)
         return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
 
-    def _message_of(self, c: Completion, known: set[str], skip_special: bool) -> tuple[dict, str]:
-        text = self._text(c.token_ids, True)
-        finish = c.finish_reason
-        if known:
-            parsed = parse_tool_calls(text, known)
-            if parsed.calls:
-                calls = [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                          "function": {"name": p.name, "arguments": p.arguments_json}}
-                         for p in parsed.calls]
-                return {"role": "assistant", "content": parsed.content or None,
-                        "tool_calls": calls}, "tool_calls"
-        content = text if skip_special else self._text(c.token_ids, False)
-        return {"role": "assistant", "content": content}, finish
+    def _message_of(self, turn: ChatTurn, c: Completion, skip_special: bool) -> tuple[dict, str]:
+        r = self.reply(turn, c.token_ids, c.finish_reason)
+        if r.calls:
+            calls = [{"id": call_id(), "type": "function",
+                      "function": {"name": p.name, "arguments": p.arguments_json}}
+                     for p in r.calls]
+            return {"role": "assistant", "content": r.content, "tool_calls": calls}, "tool_calls"
+        content = r.content if skip_special else turn.prefix + self._text(c.token_ids, False)
+        message = {"role": "assistant", "content": content}
+        if r.reasoning is not None:  # a thinking template's <think> block, as vLLM names it
+            message["reasoning_content"] = r.reasoning
+        return message, r.finish_reason
 
     async def chat(self, req: ChatRequest):
-        adapter = self._adapter(req.model)
-        prompt, known = self._chat_prompt(req)
-        params = self._params(req, len(prompt), req.new_tokens, DEFAULT_CHAT_TOKENS)
+        turn = self.chat_turn(req)
+        adapter, prompt, params = turn.adapter, turn.prompt, turn.params
         top_k = req.top_logprobs or 0 if req.logprobs else 0
         if req.stream:
-            return StreamingResponse(self._chat_stream(req, adapter, prompt, known, params, top_k),
+            return StreamingResponse(self._chat_stream(req, turn, top_k),
                                      media_type="text/event-stream")
         completions = await run_in_threadpool(self.host.generate, [prompt] * req.n, params,
                                               adapter=adapter, seed=req.seed)
         choices = []
         for i, c in enumerate(completions):
-            message, finish = self._message_of(c, known, req.skip_special_tokens)
+            message, finish = self._message_of(turn, c, req.skip_special_tokens)
             choice: dict[str, Any] = {"index": i, "message": message, "finish_reason": finish,
                                       "logprobs": None}
             if req.logprobs:
@@ -165,11 +195,11 @@ class Serving:
             body["prompt_token_ids"] = prompt
         return SafeJSONResponse(body)
 
-    def _chat_stream(self, req: ChatRequest, adapter: str | None, prompt: list[int],
-                     known: set[str], params: SamplingParams, top_k: int) -> Iterator[str]:
+    def _chat_stream(self, req: ChatRequest, turn: ChatTurn, top_k: int) -> Iterator[str]:
         """Content streams as it is sampled; once a row writes `<tool_call>`, its content
         stops and its calls are sent whole at the end, parsed from the full text."""
         rid, created, n = _id("chatcmpl"), int(time.time()), req.n
+        prompt = turn.prompt
 
         def chunk(choices: list[dict], **extra) -> str:
             return _sse({"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -180,9 +210,10 @@ class Serving:
             first["prompt_token_ids"] = prompt
         yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
                       "logprobs": None, "finish_reason": None} for i in range(n)], **first)
-        rows = _StreamedRows(n)
-        for step in self._row_steps(rows, prompt, params, adapter, req.seed, top_k,
-                                    req.skip_special_tokens, hide_tool_calls=bool(known)):
+        rows = StreamedRows(n)
+        for step in self._row_steps(rows, prompt, turn.params, turn.adapter, req.seed, top_k,
+                                    req.skip_special_tokens, hide_tool_calls=bool(turn.known),
+                                    prefix=turn.prefix):
             out = []
             for b, tok, logp, top, delta in step:
                 choice: dict[str, Any] = {"index": b, "delta": {"content": delta} if delta else {},
@@ -200,13 +231,13 @@ class Serving:
         for b in range(n):
             c = Completion(token_ids=rows.ids[b], logprobs=[],
                            finish_reason="stop" if rows.stopped[b] else "length")
-            message, reason = self._message_of(c, known, req.skip_special_tokens)
+            message, reason = self._message_of(turn, c, req.skip_special_tokens)
             delta: dict[str, Any] = {}
             if message.get("tool_calls"):
                 delta["tool_calls"] = [{"index": j, **call}
                                        for j, call in enumerate(message["tool_calls"])]
             else:
-                rest = _unsent(message["content"] or "", rows.sent[b])
+                rest = unsent(message["content"] or "", rows.sent[b])
                 if rest:
                     delta["content"] = rest
             last.append({"index": b, "delta": delta, "logprobs": None, "finish_reason": reason})
@@ -215,11 +246,13 @@ class Serving:
             yield chunk([], usage=_usage(len(prompt), rows.generated))
         yield "data: [DONE]\n\n"
 
-    def _row_steps(self, rows: "_StreamedRows", prompt: list[int], params: SamplingParams,
+    def _row_steps(self, rows: "StreamedRows", prompt: list[int], params: SamplingParams,
                    adapter: str | None, seed: int | None, top_k: int, skip_special: bool, *,
-                   hide_tool_calls: bool) -> Iterator[list[tuple[int, int, float, Any, str]]]:
-        """Both streams' sampling loop: per step, (row, token, log-prob, top alternatives, newly
-        visible text) for each row still writing; `rows` keeps ids, text sent and stops."""
+                   hide_tool_calls: bool, prefix: str = ""
+                   ) -> Iterator[list[tuple[int, int, float, Any, str]]]:
+        """Every stream's sampling loop: per step, (row, token, log-prob, top alternatives, newly
+        visible text) for each row still writing; `rows` keeps ids, text sent and stops.
+        `prefix`: the reply's forced head (see `chat_turn.py`), visible text's start."""
         stop = set(params.stop_token_ids)
         for toks, logps, top in self.host.stream(prompt, rows.n, params, adapter=adapter,
                                                  seed=seed, top_k=top_k):
@@ -229,8 +262,8 @@ class Serving:
                     continue
                 rows.ids[b].append(toks[b])
                 rows.stopped[b] = toks[b] in stop
-                text = _visible(self._text(rows.ids[b], skip_special), hide_tool_calls)
-                delta = _unsent(text, rows.sent[b])
+                text = visible(prefix + self._text(rows.ids[b], skip_special), hide_tool_calls)
+                delta = unsent(text, rows.sent[b])
                 rows.sent[b] += delta
                 step.append((b, toks[b], logps[b], top[b], delta))
             yield step
@@ -304,7 +337,7 @@ class Serving:
             return _sse({"id": rid, "object": "text_completion", "created": created,
                          "model": req.model, "choices": choices, **extra})
 
-        rows = _StreamedRows(n)
+        rows = StreamedRows(n)
         for step in self._row_steps(rows, prompt, params, adapter, req.seed, k,
                                     req.skip_special_tokens, hide_tool_calls=False):
             out = []
@@ -324,7 +357,7 @@ class Serving:
                 yield chunk(out)
         tail = []
         for b in range(n):
-            rest = _unsent(self._text(rows.ids[b], req.skip_special_tokens), rows.sent[b])
+            rest = unsent(self._text(rows.ids[b], req.skip_special_tokens), rows.sent[b])
             if not rows.stopped[b] or rest:
                 tail.append({"index": b, "text": rest, "logprobs": None,
                              "finish_reason": "stop" if rows.stopped[b] else "length"})
@@ -341,39 +374,6 @@ class Serving:
         return {"id": model_id, "object": "model", "created": self.created, "owned_by": "agentrft",
                 "root": self.host.adapters.get(model_id, self.host.name), "parent": parent,
                 "max_model_len": self.host.max_context}
-
-
-class _StreamedRows:
-    """The n rows of one streamed request so far: token ids, text sent, which rows stopped."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.ids: list[list[int]] = [[] for _ in range(n)]
-        self.sent = [""] * n
-        self.stopped = [False] * n
-
-    @property
-    def generated(self) -> int:
-        return sum(len(x) for x in self.ids)
-
-
-def _visible(text: str, tools: bool) -> str:
-    """What of a row's text may be streamed now: never half a UTF-8 character, and with tools
-    on, nothing from `<tool_call>` on nor a tail that might be its start."""
-    text = text.rstrip("\ufffd")
-    if tools:
-        at = text.find(OPEN)
-        if at >= 0:
-            return text[:at]
-        for cut in range(min(len(OPEN) - 1, len(text)), 0, -1):
-            if OPEN.startswith(text[-cut:]):
-                return text[:-cut]
-    return text
-
-
-def _unsent(text: str, sent: str) -> str:
-    """What of `text` follows what was already streamed (nothing if the text took it back)."""
-    return text[len(sent):] if text.startswith(sent) else ""
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -414,6 +414,18 @@ def _message(m: dict[str, Any], i: int) -> dict[str, Any]:
     return out
 
 
+def _chat_tool_choice(value: str | dict[str, Any] | None) -> ToolChoice:
+    """Chat completions' tool_choice: a mode, or `{"type": "function", "function": {"name"}}`."""
+    if value is None or isinstance(value, str):
+        return ToolChoice(mode=value or "auto")
+    fn = value.get("function")
+    if value.get("type") != "function" or not isinstance(fn, dict) or \
+            not isinstance(fn.get("name"), str) or set(value) - {"type", "function"}:
+        raise APIError(400, 'tool_choice must be "auto", "none", "required" or '
+                            '{"type": "function", "function": {"name": ...}}', param="tool_choice")
+    return ToolChoice(mode="function", function=fn["name"])
+
+
 def _tool(t: dict[str, Any], i: int) -> dict[str, Any]:
     fn = t.get("function") if isinstance(t, dict) else None
     if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict) \
@@ -421,6 +433,24 @@ def _tool(t: dict[str, Any], i: int) -> dict[str, Any]:
         raise APIError(400, 'a tool must be {"type": "function", "function": {"name": ...}}',
                        param=f"tools[{i}]")
     return t
+
+
+def inference_routes(api: APIRouter, serving_for: Callable[[str], Awaitable[Serving]]) -> None:
+    """POST /chat/completions, /responses and /completions on `api`; `serving_for(model)` gives
+    the `Serving` that answers for a request's model (one host here, a pool in `agentrft
+    server`)."""
+
+    @api.post("/chat/completions")
+    async def chat(body: ChatRequest):
+        return await (await serving_for(body.model)).chat(body)
+
+    @api.post("/responses")
+    async def responses(body: ResponsesRequest):
+        return await create_response(await serving_for(body.model), body)
+
+    @api.post("/completions")
+    async def completions(body: CompletionRequest):
+        return await (await serving_for(body.model)).completions(body)
 
 
 def create_app(host: ModelHost, *, api_keys: list[str] | None = None,
@@ -437,13 +467,10 @@ def create_app(host: ModelHost, *, api_keys: list[str] | None = None,
     def health() -> dict[str, Any]:
         return {"status": "ok", "model": host.name, "adapters": list(host.adapters)}
 
-    @api.post("/chat/completions")
-    async def chat(body: ChatRequest):
-        return await serving.chat(body)
+    async def serving_for(model: str) -> Serving:
+        return serving
 
-    @api.post("/completions")
-    async def completions(body: CompletionRequest):
-        return await serving.completions(body)
+    inference_routes(api, serving_for)
 
     @api.get("/models")
     def models() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Token-by-token decoding for streamed responses.
+"""Token-by-token decoding for streamed responses, and what each streamed row has sent.
 
 The non-streamed path samples through `TransformersEngine`, which returns whole completions.
 A stream needs each token as it is sampled, so this is the same loop in a generator: one
@@ -14,6 +14,7 @@ import torch
 
 from agentrft.engines.base import SamplingParams
 from agentrft.engines.transformers_engine import sample_next
+from agentrft.models.toolcalls import OPEN
 
 
 def top_logprobs(logits: torch.Tensor, temperature: float, k: int) -> list[list[tuple[int, float]]]:
@@ -59,3 +60,36 @@ def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
             position += 1
     finally:
         model.train(was_training)
+
+
+class StreamedRows:
+    """The n rows of one streamed request so far: token ids, text sent, which rows stopped."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.ids: list[list[int]] = [[] for _ in range(n)]
+        self.sent = [""] * n
+        self.stopped = [False] * n
+
+    @property
+    def generated(self) -> int:
+        return sum(len(x) for x in self.ids)
+
+
+def visible(text: str, tools: bool) -> str:
+    """What of a row's text may be streamed now: never half a UTF-8 character, and with tools
+    on, nothing from `<tool_call>` on nor a tail that might be its start."""
+    text = text.rstrip("\ufffd")
+    if tools:
+        at = text.find(OPEN)
+        if at >= 0:
+            return text[:at]
+        for cut in range(min(len(OPEN) - 1, len(text)), 0, -1):
+            if OPEN.startswith(text[-cut:]):
+                return text[:-cut]
+    return text
+
+
+def unsent(text: str, sent: str) -> str:
+    """What of `text` follows what was already streamed (nothing if the text took it back)."""
+    return text[len(sent):] if text.startswith(sent) else ""
