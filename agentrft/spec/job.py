@@ -117,8 +117,9 @@ class EngineDecl(BaseModel):
     api_key_env: str | None = None  # remote: the environment variable holding the server's key
     adapter_dir: str | None = None  # remote: where adapters are written; the server must read it
     timeout_s: float = Field(default=600.0, gt=0)  # remote, vllm: one request
-    # remote, vllm: send a seed with each request (None: unless the server is vLLM's CPU build,
-    # whose engine a per-request seed kills)
+    # remote, vllm: send a seed with each request. None: vllm sends them on a GPU only (a
+    # per-request seed kills vLLM-CPU's engine); remote unless /version names a CPU build (set
+    # false for a remote vLLM-CPU: its /version does not say so)
     seeds: bool | None = None
     # --- vllm (managed) ---
     python: str | None = None  # vLLM's interpreter (default: .venv-vllm/bin/python of this checkout)
