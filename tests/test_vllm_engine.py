@@ -190,6 +190,11 @@ def test_vllm_engine_spec_fields_are_checked():
     with pytest.raises(SpecError) as e:
         parse({"type": "vllm", "kvcache": 2})
     assert e.value.field == "method.reinforcement.engine.kvcache"
+    from agentrft.engines.build import check_engine
+
+    with pytest.raises(SpecError) as e:  # the validating stage finds a missing vLLM install
+        check_engine(parse({"type": "vllm", "python": "/nonexistent/bin/python"}))
+    assert e.value.field == "method.reinforcement.engine.python" and "setup_vllm.sh" in str(e.value)
 
 
 def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tmp_path):

@@ -38,8 +38,14 @@ def default_engine_type(device: str) -> str:
 def check_engine(job: JobSpec) -> None:
     """What the spec's types cannot say: a remote engine needs LoRA and its key variable."""
     decl = job.rl.engine
+    if decl is not None and decl.type == "vllm":  # LoRA or full weights; it needs its Python
+        python = Path(decl.python).expanduser() if decl.python else default_vllm_python()
+        if not python.is_file():
+            raise SpecError(f"no Python for vLLM at {python}: run scripts/setup_vllm.sh, or "
+                            f"name vLLM's interpreter here", field=f"{FIELD}.python")
+        return
     if decl is None or decl.type != "remote":
-        return  # a managed vllm engine takes LoRA or full weights
+        return
     if job.hp.finetune != "lora":
         raise SpecError("a remote engine samples the server's base model plus the LoRA adapter "
                         "pushed after every step, so hyperparameters.finetune must be 'lora' "

@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -131,7 +131,7 @@ class VLLMProcess:
             raise EngineError(f"no Python for vLLM at {cfg.python}: run scripts/setup_vllm.sh, "
                               f"or set method.reinforcement.engine.python")
         if model_dir is not None:
-            self.config = cfg = _replace(cfg, model_dir=model_dir)
+            self.config = cfg = replace(cfg, model_dir=model_dir)
         self.port = free_port()
         cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(cfg.log_path, "ab")
@@ -179,12 +179,6 @@ class VLLMProcess:
     def restart(self, model_dir: Path | None = None) -> None:
         self.stop()
         self.start(model_dir)
-
-
-def _replace(cfg: VLLMConfig, **changes) -> VLLMConfig:
-    from dataclasses import replace
-
-    return replace(cfg, **changes)
 
 
 def _stop_group(slot: list, grace_s: float = 15.0) -> None:
