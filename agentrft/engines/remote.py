@@ -33,10 +33,11 @@ that can read `adapter_dir` (the same one, or a shared file system):
     #                                    adapter_dir: /shared/adapters}
 
 `--max-lora-rank` must be at least the job's `lora_r`. `--logprobs-mode processed_logprobs`
-(recent vLLM) reports log-probs of the temperature-scaled distribution before top-k/top-p,
-the quantity the trainer computes (`agentrft.train.loss`); the default `raw_logprobs` is the
-distribution at temperature 1, so `logprob_mismatch_mean` would read high at any other
-temperature. `agentrft.engines.vllm_managed` starts such a server itself.
+(recent vLLM) reports log-probs of the distribution it sampled from: after temperature, and
+after top-k/top-p renormalised over what they keep. At top_p 1 that is exactly the trainer's
+quantity (`agentrft.train.loss`: log-softmax of logits / temperature; measured within 2e-5 at
+temperatures 1.0 and 0.7); below 1 each value is higher by minus the log of the nucleus's mass.
+The default `raw_logprobs` is the distribution at temperature 1, off at any other temperature. `agentrft.engines.vllm_managed` starts such a server itself.
 """
 
 from __future__ import annotations

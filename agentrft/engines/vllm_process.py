@@ -62,7 +62,7 @@ class VLLMConfig:
                "--served-model-name", SERVED_NAME, "--host", "127.0.0.1", "--port", str(port),
                "--dtype", self.dtype, "--max-model-len", str(self.max_model_len),
                "--seed", str(self.seed),
-               # log-probs of the temperature-scaled distribution, the trainer's quantity
+               # log-probs after temperature (and top-p), the trainer's quantity at top_p 1
                "--logprobs-mode", "processed_logprobs"]
         if self.lora_rank:
             cmd += ["--enable-lora", "--max-lora-rank", str(_lora_rank_bucket(self.lora_rank)),
