@@ -61,6 +61,7 @@ class ManagedVLLMEngine(RemoteEngine):
         # how full weights reach the server (see the module docstring)
         self.reload_mode: str | None = None if server.config.gpu else "restart"
         self.sync_s: list[float] = []  # wall time of each weight sync
+        self._synced_upto = 0  # sync_s entries already reported by step_metrics
         server.start()
         if send_seeds is None:  # we know what we started: its CPU build cannot take seeds
             send_seeds = server.config.gpu
@@ -166,10 +167,12 @@ class ManagedVLLMEngine(RemoteEngine):
                               f"{resp.text[:300]}")
 
     def step_metrics(self) -> dict[str, float]:
-        """Totals so far: server restarts, requests re-run after one, weight-sync time."""
+        """Server restarts and requests re-run after one (totals so far), and the time spent
+        syncing weights since the last call (the step's sync)."""
+        synced, self._synced_upto = sum(self.sync_s[self._synced_upto:]), len(self.sync_s)
         return {"engine_restarts": float(self.restarts),
                 "engine_rerun_requests": float(self.rerun_requests),
-                "timing.weight_sync": self.sync_s[-1] if self.sync_s else 0.0}
+                "timing.weight_sync": synced}
 
     def close(self) -> None:
         """Stop the server and remove the synced weights (the log stays); idempotent."""
