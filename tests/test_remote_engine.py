@@ -52,19 +52,25 @@ def test_remote_generate_returns_the_servers_exact_tokens_and_logprobs(server, t
     assert [c.token_ids for c in again] == [c.token_ids for c in outs]
 
 
-def run_job(tmp_path, tiny_model_dir, base_url: str | None):
+def run_job(tmp_path, tiny_model_dir, base_url: str | None, served: list | None = None):
     job = make_job(tmp_path, tiny_model_dir, max_steps=STEPS)
     job.hp.learning_rate_multiplier = 25.0  # big updates: stale weights on the server would show
     if base_url:
         job.rl.engine = EngineDecl(type="remote", base_url=base_url)
-    trainer = Trainer(job, tmp_path / "run")
+
+    def on_step(report) -> None:  # what the server holds after each step, while the job runs
+        if served is not None:
+            served.append([m["id"] for m in httpx.get(f"{base_url}/models").json()["data"]])
+
+    trainer = Trainer(job, tmp_path / "run", on_step=on_step)
     metrics = asyncio.run(trainer.run_async())
     return trainer, metrics
 
 
 def test_the_tiny_job_trains_through_serve_like_the_in_process_engine(server, tmp_path, tiny_model_dir):
     local_trainer, local = run_job(tmp_path / "local", tiny_model_dir, None)
-    remote_trainer, remote = run_job(tmp_path / "remote", tiny_model_dir, server.base_url)
+    served: list[list[str]] = []
+    remote_trainer, remote = run_job(tmp_path / "remote", tiny_model_dir, server.base_url, served)
     assert [m["step"] for m in remote] == [m["step"] for m in local] == list(range(STEPS + 1))
 
     # Every step sampled from the weights the trainer had just written: the server's
@@ -74,8 +80,9 @@ def test_the_tiny_job_trains_through_serve_like_the_in_process_engine(server, tm
     assert len(mismatch) == STEPS and max(mismatch) < 1e-3, mismatch
     engine = remote_trainer.engine
     assert engine.pushes == 1 + STEPS  # the starting adapter, then one per update
-    served = httpx.get(f"{server.base_url}/models").json()["data"]
-    assert [m["id"] for m in served] == [engine.base_model, engine.model]  # old ones unloaded
+    # one adapter at a time: each step's replaces the last
+    assert [len(ids) for ids in served] == [2] * (1 + STEPS) and len({ids[1] for ids in served}) == 1 + STEPS
+    assert all(ids[0] == engine.base_model for ids in served)
 
     # Same job, same seed, different sampler RNG streams: the reward trajectories agree
     # within sampling noise (8 rollouts a step of a reward spread over [0, 1]).
@@ -85,9 +92,11 @@ def test_the_tiny_job_trains_through_serve_like_the_in_process_engine(server, tm
         assert len(a) == len(b) >= STEPS
         assert abs(sum(a) / len(a) - sum(b) / len(b)) < 0.3, (key, a, b)  # ~3 standard errors
     assert all(m["discarded_rollouts"] == 0 for m in remote[1:])
-    engine.close()
-    served = httpx.get(f"{server.base_url}/models").json()["data"]
-    assert [m["id"] for m in served] == [engine.base_model]
+    # the job closed its engine: the last adapter is unloaded and its folder gone
+    served_after = httpx.get(f"{server.base_url}/models").json()["data"]
+    assert [m["id"] for m in served_after] == [engine.base_model]
+    assert not engine.adapter_dir.exists()
+    engine.close()  # idempotent
 
 
 def test_remote_engine_spec_errors_name_the_field(tmp_path, tiny_model_dir, monkeypatch):
@@ -158,3 +167,33 @@ def test_server_failures_are_retried_then_raised_and_4xx_is_not_retried():
     with pytest.raises(EngineError, match="400: max_tokens too small"):
         engine.generate([[1, 2]], SamplingParams(max_new_tokens=1))
     assert calls.count("/v1/completions") == 5
+
+
+def test_seeds_are_sent_unless_the_server_is_vllms_cpu_build():
+    bodies, version = [], {"version": "0.32.0"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "m"}]})
+        if request.url.path == "/version":
+            return httpx.Response(200, json=version)
+        bodies.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [{"index": 0, "finish_reason": "length",
+                                                      "token_ids": [5], "logprobs": {"token_logprobs": [-0.5]}}]})
+
+    params = SamplingParams(max_new_tokens=1)
+    gpu = RemoteEngine("http://engine.test/v1", transport=httpx.MockTransport(handler))
+    gpu.generate([[1, 2]], params)
+    assert gpu.send_seeds and isinstance(bodies[-1]["seed"], int) and gpu.take_events() == []
+    version["version"] = "0.32.0+cpu"
+    cpu = RemoteEngine("http://engine.test/v1", transport=httpx.MockTransport(handler))
+    cpu.generate([[1, 2]], params)
+    assert not cpu.send_seeds and "seed" not in bodies[-1]
+    (message, level, _), = cpu.take_events()  # said once
+    assert "without per-request seeds" in message and level == "warn" and cpu.take_events() == []
+    forced = RemoteEngine("http://engine.test/v1", transport=httpx.MockTransport(handler),
+                          send_seeds=False)
+    forced.generate([[1, 2]], params)
+    assert "seed" not in bodies[-1]
+    # the generator advances either way: a checkpoint's RNG state means the same with or without
+    assert forced.generator.get_state().equal(gpu.generator.get_state())

@@ -44,3 +44,17 @@ class Engine(abc.ABC):
         """Called by the trainer after the policy's weights change (an update, a checkpoint
         loaded). An engine that samples from the policy's own model object has nothing to
         do; one that samples elsewhere (`RemoteEngine`) sends the new weights there."""
+
+    def take_events(self) -> list[tuple[str, str, dict | None]]:
+        """(message, level, data) the job should log once, gathered since the last call: a
+        server that cannot take seeds, a restarted server, a weight sync's cost. The trainer
+        asks after building the engine and after every step."""
+        return []
+
+    def step_metrics(self) -> dict[str, float]:
+        """Numbers the engine adds to each step's metrics event (none by default)."""
+        return {}
+
+    def close(self) -> None:
+        """Release what the engine holds outside this process (a server it started, adapters
+        it loaded); idempotent. The trainer calls it when the job ends, however it ends."""

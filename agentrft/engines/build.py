@@ -6,12 +6,18 @@
     engine: {type: remote, base_url: "http://127.0.0.1:8001/v1"}   # vLLM, SGLang, agentrft serve
             # optional: model (the base model's id on the server; default: the first listed),
             # api_key_env (the variable holding the server's key), adapter_dir (a folder the
-            # server can read, for the adapters pushed between steps), timeout_s
+            # server can read, for the adapters pushed between steps), timeout_s, seeds
+    engine: {type: vllm}            # a vLLM server agentrft starts from .venv-vllm (scripts/setup_vllm.sh)
+            # optional: python, kv_cache_gb (2), gpu_memory_utilization, dtype, max_model_len,
+            # startup_timeout_s, max_restarts, extra_args, seeds, timeout_s
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from pathlib import Path
 
 from agentrft.engines.base import Engine
 from agentrft.errors import SpecError
@@ -32,6 +38,12 @@ def default_engine_type(device: str) -> str:
 def check_engine(job: JobSpec) -> None:
     """What the spec's types cannot say: a remote engine needs LoRA and its key variable."""
     decl = job.rl.engine
+    if decl is not None and decl.type == "vllm":  # LoRA or full weights; it needs its Python
+        python = Path(decl.python).expanduser() if decl.python else default_vllm_python()
+        if not python.is_file():
+            raise SpecError(f"no Python for vLLM at {python}: run scripts/setup_vllm.sh, or "
+                            f"name vLLM's interpreter here", field=f"{FIELD}.python")
+        return
     if decl is None or decl.type != "remote":
         return
     if job.hp.finetune != "lora":
@@ -62,12 +74,71 @@ def build_engine(job: JobSpec, model, tokenizer, *, device: str) -> Engine:
                             # a turn may begin just under the rollout budget and write a whole turn
                             max_len=hp.max_rollout_tokens + hp.max_new_tokens,
                             cuda_graphs=decl.cuda_graphs if decl is not None else True)
-    from agentrft.engines.remote import RemoteEngine
+    if kind == "vllm":
+        engine = build_managed_vllm(job, model, tokenizer, device=device)
+    else:
+        from agentrft.engines.remote import RemoteEngine
 
-    check_engine(job)
-    engine = RemoteEngine(decl.base_url, model=decl.model, seed=job.effective_seed,
-                          api_key=os.environ.get(decl.api_key_env) if decl.api_key_env else None,
-                          timeout_s=decl.timeout_s, adapter_dir=decl.adapter_dir)
+        check_engine(job)
+        engine = RemoteEngine(decl.base_url, model=decl.model, seed=job.effective_seed,
+                              api_key=os.environ.get(decl.api_key_env) if decl.api_key_env else None,
+                              timeout_s=decl.timeout_s, adapter_dir=decl.adapter_dir,
+                              send_seeds=decl.seeds)
     if hasattr(model, "peft_config"):  # the server starts from what the policy holds now
         engine.sync_weights(model)
     return engine
+
+
+def default_vllm_python() -> Path:
+    """`AGENTRFT_VLLM_PYTHON`, else the `.venv-vllm` that scripts/setup_vllm.sh makes in this
+    checkout, else one in the working directory."""
+    if os.environ.get("AGENTRFT_VLLM_PYTHON"):
+        return Path(os.environ["AGENTRFT_VLLM_PYTHON"])
+    checkout = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+    return checkout if checkout.is_file() else Path.cwd() / ".venv-vllm" / "bin" / "python"
+
+
+def serving_base_dir(model_ref: str) -> Path:
+    """The Hugging Face folder a server loads for `model_ref`: the model itself, or for a
+    LoRA checkpoint the base it names (the adapter is pushed after the server starts)."""
+    from agentrft.models.loading import resolve_model_dir
+
+    path = resolve_model_dir(model_ref)
+    meta = path / "agentrft_checkpoint.json"
+    if (path / "adapter_config.json").is_file() and meta.is_file():
+        return serving_base_dir(json.loads(meta.read_text())["base_model"])
+    return path
+
+
+def build_managed_vllm(job: JobSpec, model, tokenizer, *, device: str) -> Engine:
+    from agentrft.engines.vllm_managed import ManagedVLLMEngine, write_full_weights
+    from agentrft.engines.vllm_process import VLLMConfig, VLLMProcess
+
+    decl, hp = job.rl.engine, job.hp
+    gpu = str(device).startswith("cuda")
+    full = hp.finetune == "full"
+    sync_dir = Path(tempfile.mkdtemp(prefix="agentrft-vllm-"))
+    if full:  # the server serves our own copy, which every update rewrites
+        write_full_weights(model, sync_dir / "weights", tokenizer)
+        model_dir = sync_dir / "weights"
+    else:
+        model_dir = serving_base_dir(job.model)
+    config = VLLMConfig(
+        python=str(Path(decl.python).expanduser() if decl.python else default_vllm_python()),
+        model_dir=model_dir, log_path=sync_dir.with_name(sync_dir.name + ".log"), gpu=gpu,
+        dtype=decl.dtype or ("bfloat16" if gpu else "float32"),
+        max_model_len=decl.max_model_len or hp.max_rollout_tokens + hp.max_new_tokens,
+        kv_cache_gb=decl.kv_cache_gb,
+        # the trainer shares the GPU: leave it most of the memory
+        gpu_memory_utilization=decl.gpu_memory_utilization or (0.4 if gpu else None),
+        lora_rank=None if full else hp.lora_r, seed=job.effective_seed,
+        startup_timeout_s=decl.startup_timeout_s, extra_args=tuple(decl.extra_args))
+    try:
+        return ManagedVLLMEngine(VLLMProcess(config), full_finetune=full, sync_dir=sync_dir,
+                                 seed=job.effective_seed, timeout_s=decl.timeout_s,
+                                 max_restarts=decl.max_restarts, send_seeds=decl.seeds)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(sync_dir, ignore_errors=True)
+        raise

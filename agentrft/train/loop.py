@@ -119,6 +119,7 @@ class Trainer:
         `ray` (an address, `auto` or `local`) runs rollouts on `ray_workers` Ray actors."""
         self.job, self.device, self.on_step = job, device, on_step
         self.ray, self.ray_workers, self.pool = ray, ray_workers, None
+        self.engine, self.policy = None, None  # set by run_async
         self.evaluate = evaluate
         self.on_checkpoint, self.control = on_checkpoint, control
         self.outcome: str | None = None
@@ -134,7 +135,13 @@ class Trainer:
     def _env(self, policy: Policy, tools) -> RolloutEnv:
         env, self.engine = build_env(self.job, policy.model, policy.tokenizer, tools,
                                      self.validated.grader, device=self.device)
+        self._engine_events()
         return env
+
+    def _engine_events(self) -> None:
+        """What the engine asked to tell the user (a server without seeds, a restart)."""
+        for message, level, data in self.engine.take_events():
+            self.run.log_event(message, level=level, data=data)
 
     async def _evaluate(self, env: RolloutEnv, step: int) -> dict[str, Any]:
         rows = self.validated.valid_rows
@@ -160,7 +167,7 @@ class Trainer:
         tools = build_tools(job.rl.tools)
         try:
             await preflight(tools)
-            policy = Policy(job.model, hp, device=self.device)
+            policy = self.policy = Policy(job.model, hp, device=self.device)
             env = self._env(policy, tools)
             if self.ray:
                 from agentrft.rollout.ray_pool import RayRolloutPool
@@ -216,6 +223,8 @@ class Trainer:
             self.outcome = "succeeded"
             return self.run.read_metrics()
         finally:
+            if self.engine is not None:
+                self.engine.close()  # a server the engine started ends with the job
             if self.pool is not None:
                 self.pool.shutdown()
             for t in tools.values():
@@ -238,6 +247,7 @@ class Trainer:
             self.engine.sync_weights(policy.model)  # no-op in-process; a remote engine pushes
         t_trained = time.perf_counter()
         ray = {"rerun_rollouts": float(self.pool.last_reruns)} if self.pool is not None else {}
+        self._engine_events()
         for r in rollouts:
             self.run.log_rollout({"step": step + 1, "phase": "train", **r.to_record()})
         grading = sum(r.timing.get("grading", 0.0) for r in rollouts) / max(len(rollouts), 1)
@@ -246,7 +256,7 @@ class Trainer:
             **rollout_metrics(rollouts, "train"),
             "zero_variance_groups": float(zero_variance), "groups": float(len(rows)),
             "rollouts": float(len(rollouts)), "trained_sequences": float(len(seqs)), **ray,
-            **update,
+            **update, **self.engine.step_metrics(),
             "timing.grading": grading,
             "timing.training": t_trained - t_sampled,
         }
