@@ -167,3 +167,17 @@ def test_cancel_stops_before_the_next_step(tmp_path, tiny_model_dir):
                       control=lambda: "cancel")
     metrics = asyncio.run(trainer.run_async())
     assert trainer.outcome == "cancelled" and [m["step"] for m in metrics] == [0]
+
+
+def constant_grade(sample: dict, item: dict) -> float:
+    """The same score for every answer: no group has anything to teach."""
+    return 0.5
+
+
+def test_steps_that_train_nothing_raise_a_stall_warning(tmp_path, tiny_model_dir):
+    job = make_job(tmp_path, tiny_model_dir, max_steps=3, grader="tests.test_train_tiny:constant_grade")
+    metrics = asyncio.run(Trainer(job, tmp_path / "run").run_async())
+    assert [m["trained_sequences"] for m in metrics[1:]] == [0, 0, 0]
+    warnings = [e for e in read_jsonl(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"]
+    assert len(warnings) == 1 and "3 steps in a row (through step 3) trained no sequence" in \
+        warnings[0]["message"]

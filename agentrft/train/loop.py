@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from agentrft.errors import TrainingPaused
+from agentrft.train.readiness import StallWatch
 from agentrft.rollout.loop import RolloutEnv, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
@@ -37,6 +38,9 @@ from agentrft.train.metrics import rollout_metrics
 from agentrft.train.policy import Policy
 from agentrft.train.records import RunDir
 from agentrft.train.setup import build_env, build_tools, preflight, validate_job
+
+
+STALL_STEPS = 3  # this many steps in a row with no trained sequence raise a warning event
 
 
 @dataclass
@@ -121,6 +125,7 @@ class Trainer:
         self.ray, self.ray_workers, self.pool = ray, ray_workers, None
         self.engine, self.policy = None, None  # set by run_async
         self.evaluate = evaluate
+        self.stall = StallWatch(STALL_STEPS)  # steps in a row that trained nothing
         self.on_checkpoint, self.control = on_checkpoint, control
         self.outcome: str | None = None
         self.pause_reason: str | None = None  # set when the run paused itself
@@ -217,6 +222,8 @@ class Trainer:
                     metrics.update(await self._evaluate(env, done))
                     self._checkpoint(policy, done, metrics)
                 metrics["timing.full_iteration"] = time.perf_counter() - t0
+                if stalled := self.stall.observe(done, int(metrics["trained_sequences"])):
+                    self.run.log_event(stalled, level="warn", type="warning")  # a banner too
                 self.run.log_metrics(metrics)
                 self._report(done, metrics)
             self.run.log_event(f"finished {self.total_steps} steps")

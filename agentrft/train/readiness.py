@@ -13,6 +13,10 @@ while looking busy.
     every step ──► StallWatch: `stall_steps` steps in a row with no trained sequence
                                ──► a `warning` event (the dashboard shows it as a banner)
 
+Wired so far: StallWatch (train/loop.py, STALL_STEPS = 3). The gate (Readiness, NotReady) is
+built and unit-tested but not yet called by the loop: its hyperparameter and its interplay
+with the discard-rate pause come next.
+
 The gate reads the first training step's groups rather than the baseline eval: they have
 group_size ≥ 2 rollouts per row by construction (an eval with one sample per row has zero
 variance everywhere) and cost nothing extra, since the step samples them anyway.
