@@ -16,6 +16,7 @@ class JumpingTrainer:
 
     def __init__(self, job, out, **kwargs):
         self.total_steps, self.on_step = 2, None
+        self.outcome, self.pause_reason = "succeeded", None
 
     async def run_async(self, resume: bool = False):
         records = [{"step": 0, "valid_reward_mean": 0.40},
