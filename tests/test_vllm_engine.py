@@ -28,6 +28,7 @@ from agentrft.spec import load_job
 from agentrft.spec.job import EngineDecl, parse_job
 from agentrft.train.loop import StepReport, Trainer
 from examples.lookup import task
+from tests.system_parts import require_system
 
 STEPS = 2
 TOLERANCE = 1e-3  # fp32 on both sides: measured ~2e-5 at most
@@ -35,11 +36,8 @@ TOLERANCE = 1e-3  # fp32 on both sides: measured ~2e-5 at most
 
 def vllm_python() -> Path:
     path = default_vllm_python()
-    if not path.is_file():
-        message = f"no vLLM environment at {path}: run scripts/setup_vllm.sh"
-        if os.environ.get("CI", "").lower() == "true":  # the rule of tests/system_parts.py
-            pytest.fail(message + " (CI must run the vLLM tests)")
-        pytest.skip(message)
+    require_system("a vLLM environment", None if path.is_file()
+                   else f"nothing at {path}: run scripts/setup_vllm.sh")
     return path
 
 
@@ -197,12 +195,19 @@ def test_vllm_engine_spec_fields_are_checked():
     assert e.value.field == "method.reinforcement.engine.python" and "setup_vllm.sh" in str(e.value)
 
 
-def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tmp_path):
-    fake = tmp_path / "python"  # an "interpreter" that fails the way a broken install does
-    fake.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named vllm' >&2\nexit 3\n")
+def fake_server(tmp_path: Path, script: str, *, startup_timeout_s: float) -> VLLMProcess:
+    """A VLLMProcess whose "interpreter" is the shell script `script`."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(0o755)
-    server = VLLMProcess(VLLMConfig(python=str(fake), model_dir=tmp_path, log_path=tmp_path / "s.log",
-                                    startup_timeout_s=30))
+    return VLLMProcess(VLLMConfig(python=str(fake), model_dir=tmp_path, log_path=tmp_path / "s.log",
+                                  startup_timeout_s=startup_timeout_s))
+
+
+def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tmp_path):
+    # an "interpreter" that fails the way a broken install does
+    server = fake_server(tmp_path, "echo 'ModuleNotFoundError: No module named vllm' >&2\nexit 3",
+                         startup_timeout_s=30)
     with pytest.raises(EngineError, match=r"(?s)exited with status 3.*No module named vllm"):
         server.start()
     assert not server.alive()
@@ -213,11 +218,8 @@ def test_a_server_that_dies_while_starting_is_an_error_with_its_log(tmp_path):
 
 
 def test_a_server_that_never_gets_healthy_times_out_and_is_stopped(tmp_path):
-    fake = tmp_path / "python"  # starts, logs, never listens
-    fake.write_text(f"#!/bin/sh\necho 'loading weights'\nexec {sys.executable} -c 'import time; time.sleep(60)'\n")
-    fake.chmod(0o755)
-    server = VLLMProcess(VLLMConfig(python=str(fake), model_dir=tmp_path, log_path=tmp_path / "s.log",
-                                    startup_timeout_s=3))
+    server = fake_server(tmp_path, f"echo 'loading weights'\nexec {sys.executable} -c "  # never listens
+                                   "'import time; time.sleep(60)'", startup_timeout_s=3)
     with pytest.raises(EngineError, match=r"(?s)did not answer /health within 3 s.*loading weights"):
         server.start()
     assert not server.alive()

@@ -334,8 +334,10 @@ def unsandboxed_code_allowed() -> bool:
     return os.environ.get(ALLOW_UNSANDBOXED_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+@functools.lru_cache(maxsize=None)
 def bwrap_problem(bwrap: str | None) -> str | None:
-    """Why bubblewrap cannot isolate a run here (None: it can)."""
+    """Why bubblewrap cannot isolate a run here (None: it can). Probed once per path and
+    process: the start-up line, `default_sandbox` and tests all ask."""
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed (apt-get install bubblewrap)"
     if problem := BwrapSandbox(bwrap).probe():
