@@ -7,6 +7,7 @@ import pytest
 
 from agentrft.spec import load_job
 from agentrft.train.loop import Trainer
+from agentrft.train.readiness import NotReady
 from examples.lookup import task
 
 DESIGN_METRICS = {"train_reward_mean", "completion_tokens_mean", "reasoning_tokens_mean",
@@ -22,7 +23,7 @@ def length_grade(sample: dict, item: dict) -> float:
 
 
 def make_job(tmp_path, model_dir, *, max_steps, finetune="lora",
-             grader="tests.test_train_tiny:length_grade"):
+             grader="tests.test_train_tiny:length_grade", readiness_gate=True):
     task.write(tmp_path)
     path = tmp_path / "job.yaml"
     path.write_text(f"""model: {model_dir}
@@ -36,7 +37,8 @@ method:
     tools: [{{name: lookup, python: "examples.lookup.task:lookup"}}]
     max_episode_steps: 2
     hyperparameters: {{batch_size: 2, eval_interval: 1, eval_samples: 1, max_new_tokens: 12,
-                      max_steps: {max_steps}, finetune: {finetune}, micro_batch_size: 3}}
+                      max_steps: {max_steps}, finetune: {finetune}, micro_batch_size: 3,
+                      readiness_gate: {str(readiness_gate).lower()}}}
 """)
     return load_job(path)
 
@@ -174,8 +176,22 @@ def constant_grade(sample: dict, item: dict) -> float:
     return 0.5
 
 
-def test_steps_that_train_nothing_raise_a_stall_warning(tmp_path, tiny_model_dir):
+def test_flat_first_step_stops_the_job_before_any_update(tmp_path, tiny_model_dir):
     job = make_job(tmp_path, tiny_model_dir, max_steps=3, grader="tests.test_train_tiny:constant_grade")
+    with pytest.raises(NotReady, match="no group of the first step can teach anything"):
+        asyncio.run(Trainer(job, tmp_path / "run").run_async())
+    events = read_jsonl(tmp_path / "run" / "events.jsonl")
+    readiness = next(e for e in events if e["message"].startswith("readiness over 2 groups"))
+    assert readiness["data"]["zero_variance_share"] == 1.0
+    assert [m["step"] for m in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [0]  # no update
+    assert not (tmp_path / "run" / "checkpoints" / "LATEST").exists()
+    assert {r["step"] for r in read_jsonl(tmp_path / "run" / "rollouts.jsonl")
+            if r["phase"] == "train"} == {1}  # what the model did is kept for the trace viewer
+
+
+def test_steps_that_train_nothing_raise_a_stall_warning(tmp_path, tiny_model_dir):
+    job = make_job(tmp_path, tiny_model_dir, max_steps=3, grader="tests.test_train_tiny:constant_grade",
+                   readiness_gate=False)
     metrics = asyncio.run(Trainer(job, tmp_path / "run").run_async())
     assert [m["trained_sequences"] for m in metrics[1:]] == [0, 0, 0]
     warnings = [e for e in read_jsonl(tmp_path / "run" / "events.jsonl") if e["type"] == "warning"]

@@ -190,6 +190,9 @@ class Hyperparameters(BaseModel):
     soft_max_turns: int = Field(default=0, ge=0)  # turns (model replies) a rollout may take for free
     wall_time_penalty: float = Field(default=0.0, ge=0)  # reward cost per second of a rollout's wall time
     max_discarded_fraction: float = Field(default=0.5, ge=0, le=1)  # more in a step: pause
+    # Stop before the first update when no group of the first step can teach anything (every
+    # row's rollouts scored the same): training would change nothing. False trains anyway.
+    readiness_gate: bool = True
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs, tests)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)  # overrides the top-level seed
 

@@ -9,6 +9,8 @@ with an eval and a checkpoint every `eval_interval` steps.
         update    = one AdamW step on the clipped token-level surrogate loss, its ratio
                     against the engine's sampling log-probs, truncated at tis_cap (train/loss.py)
         every eval_interval steps: validation rollouts, metrics, checkpoint
+    before the first update: the readiness gate (train/readiness.py) stops a job whose groups
+    are all flat; during training, steps in a row that train nothing raise a warning
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +27,6 @@ import numpy as np
 import torch
 
 from agentrft.errors import TrainingPaused
-from agentrft.train.readiness import StallWatch
 from agentrft.rollout.loop import RolloutEnv, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
@@ -36,6 +37,7 @@ from agentrft.train.checkpoint import latest_checkpoint, load_checkpoint, save_c
 from agentrft.train.loss import TrainSequence
 from agentrft.train.metrics import rollout_metrics
 from agentrft.train.policy import Policy
+from agentrft.train.readiness import NotReady, Readiness, StallWatch
 from agentrft.train.records import RunDir
 from agentrft.train.setup import build_env, build_tools, preflight, validate_job
 
@@ -215,6 +217,8 @@ class Trainer:
                 if outage is not None:  # the step is redone on resume
                     message, data = outage
                     return self._pause(step, policy, message, reason=message, data=data)
+                if step == 0:
+                    self._check_readiness(rollouts)  # NotReady: nothing here can be learned
                 metrics = self._train_step(step, policy, rows, rollouts)
                 metrics["timing.sampling"] = t_sampled - t0
                 done = step + 1
@@ -278,6 +282,24 @@ class Trainer:
         message = (f"paused at step {step + 1}: {discarded} of {len(rollouts)} rollouts discarded "
                    f"(max_discarded_fraction {self.job.hp.max_discarded_fraction}); e.g. {reasons[0]}")
         return message, {"reasons": reasons[:5]}
+
+    def _check_readiness(self, rollouts: list[Rollout]) -> None:
+        """The first step's groups, before any update: can they teach anything? Always an
+        event (zero-variance, never-solved and always-solved shares, best-of-N); raises
+        NotReady, with advice, when every group is flat and `readiness_gate` is on."""
+        shape_rewards(rollouts, self.job)
+        groups: dict[int, list[float]] = {}
+        for r in rollouts:
+            if not r.discarded and r.shaped_reward is not None:
+                groups.setdefault(r.row_index, []).append(r.shaped_reward)
+        readiness = Readiness.of(groups.values())
+        self.run.log_event(readiness.line(), data=asdict(readiness))
+        if readiness.can_teach or not self.job.hp.readiness_gate:
+            return
+        for r in rollouts:  # kept, so the trace viewer shows what the model did
+            self.run.log_rollout({"step": 1, "phase": "train", **r.to_record()})
+        self.run.log_event(readiness.advice(), level="error", data=asdict(readiness))
+        raise NotReady(readiness.advice())
 
     def _pause(self, step: int, policy: Policy, message: str, *, reason: str | None = None,
                data: dict | None = None) -> list[dict[str, Any]]:

@@ -13,9 +13,9 @@ while looking busy.
     every step ──► StallWatch: `stall_steps` steps in a row with no trained sequence
                                ──► a `warning` event (the dashboard shows it as a banner)
 
-Wired so far: StallWatch (train/loop.py, STALL_STEPS = 3). The gate (Readiness, NotReady) is
-built and unit-tested but not yet called by the loop: its hyperparameter and its interplay
-with the discard-rate pause come next.
+Both run in train/loop.py: the gate after the first step's rollouts (a step the discard-rate
+pause stopped never reaches it; discarded rollouts count in no group), StallWatch after every
+step with STALL_STEPS = 3.
 
 The gate reads the first training step's groups rather than the baseline eval: they have
 group_size ≥ 2 rollouts per row by construction (an eval with one sample per row has zero
@@ -70,7 +70,9 @@ class Readiness:
                 f"{pct(self.always_solved_share)} always solved")
 
     def advice(self) -> str:
-        if self.always_solved_share >= 1 - TOL:
+        if self.groups == 0:
+            why = "every rollout was discarded: the events name the reasons"
+        elif self.always_solved_share >= 1 - TOL:
             why = "the model already gets every row right: use harder rows"
         elif self.never_solved_share >= 1 - TOL:
             why = ("the model never earns any reward: add demonstrations of the tool calls and "
