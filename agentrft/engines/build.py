@@ -43,6 +43,11 @@ def check_engine(job: JobSpec) -> None:
         if not python.is_file():
             raise SpecError(f"no Python for vLLM at {python}: run scripts/setup_vllm.sh, or "
                             f"name vLLM's interpreter here", field=f"{FIELD}.python")
+        if job.hp.max_staleness and job.hp.finetune == "full":
+            raise SpecError("asynchronous RL (hyperparameters.max_staleness > 0) needs LoRA with "
+                            "a vLLM engine: a full fine-tune's weights reach vLLM by reloading "
+                            "or restarting it, which would cut off the rollouts still running",
+                            field="hyperparameters.max_staleness")
         return
     if decl is None or decl.type != "remote":
         return
@@ -56,8 +61,36 @@ def check_engine(job: JobSpec) -> None:
 
 
 def build_engine(job: JobSpec, model, tokenizer, *, device: str) -> Engine:
+    """The job's engine over `model`; with `max_staleness` > 0 an in-process engine samples
+    from its own copy (engines/snapshot.py) and a remote one keeps the previous adapter loaded
+    for the requests still running when the next one arrives."""
     decl = job.rl.engine
     kind = decl.type if decl is not None and decl.type else default_engine_type(device)
+    if job.hp.max_staleness and kind in ("transformers", "static"):
+        from agentrft.engines.snapshot import SnapshotEngine
+
+        return SnapshotEngine(model, lambda copy: _in_process(job, kind, copy, tokenizer, device))
+    if kind in ("transformers", "static"):
+        return _in_process(job, kind, model, tokenizer, device)
+    if kind == "vllm":
+        engine = build_managed_vllm(job, model, tokenizer, device=device)
+    else:
+        from agentrft.engines.remote import RemoteEngine
+
+        check_engine(job)
+        engine = RemoteEngine(decl.base_url, model=decl.model, seed=job.effective_seed,
+                              api_key=os.environ.get(decl.api_key_env) if decl.api_key_env else None,
+                              timeout_s=decl.timeout_s, adapter_dir=decl.adapter_dir,
+                              send_seeds=decl.seeds)
+    if job.hp.max_staleness:
+        engine.keep_adapters = 2
+    if hasattr(model, "peft_config"):  # the server starts from what the policy holds now
+        engine.sync_weights(model)
+    return engine
+
+
+def _in_process(job: JobSpec, kind: str, model, tokenizer, device: str) -> Engine:
+    decl = job.rl.engine
     if kind == "transformers":
         from agentrft.engines.transformers_engine import TransformersEngine
 
@@ -74,19 +107,6 @@ def build_engine(job: JobSpec, model, tokenizer, *, device: str) -> Engine:
                             # a turn may begin just under the rollout budget and write a whole turn
                             max_len=hp.max_rollout_tokens + hp.max_new_tokens,
                             cuda_graphs=decl.cuda_graphs if decl is not None else True)
-    if kind == "vllm":
-        engine = build_managed_vllm(job, model, tokenizer, device=device)
-    else:
-        from agentrft.engines.remote import RemoteEngine
-
-        check_engine(job)
-        engine = RemoteEngine(decl.base_url, model=decl.model, seed=job.effective_seed,
-                              api_key=os.environ.get(decl.api_key_env) if decl.api_key_env else None,
-                              timeout_s=decl.timeout_s, adapter_dir=decl.adapter_dir,
-                              send_seeds=decl.seeds)
-    if hasattr(model, "peft_config"):  # the server starts from what the policy holds now
-        engine.sync_weights(model)
-    return engine
 
 
 def default_vllm_python() -> Path:

@@ -75,6 +75,9 @@ class RemoteEngine(Engine):
         self._events: list[tuple[str, str, dict | None]] = []
         self.connect(base_url)
         self.generator = torch.Generator().manual_seed(seed)
+        # Adapters kept loaded on the server: the newest only, unless asynchronous RL sends new
+        # ones while requests that name the previous one are still running (engines/build.py).
+        self.keep_adapters, self._loaded = 1, []
         self.max_batch_size = max_batch_size
         self.max_retries, self.backoff_s = max_retries, backoff_s
         self.base_model = model or self._first_model()
@@ -184,9 +187,10 @@ class RemoteEngine(Engine):
         path = self.adapter_dir / name
         model.save_pretrained(path)
         self._send("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": str(path.resolve())})
-        previous, self.model = self.model, name
-        if previous != self.base_model:
-            self._unload(previous)
+        self.model = name
+        self._loaded.append(name)
+        while len(self._loaded) > self.keep_adapters:  # older requests may still be running
+            self._unload(self._loaded.pop(0))
 
     def _unload(self, name: str) -> None:
         self._send("POST", "/unload_lora_adapter", {"lora_name": name})
@@ -195,9 +199,9 @@ class RemoteEngine(Engine):
     def close(self) -> None:
         """Unload our adapter from the server and drop the folder we made; idempotent."""
         try:
-            if self.model != self.base_model:
-                self._unload(self.model)
-                self.model = self.base_model
+            while self._loaded:
+                self._unload(self._loaded.pop(0))
+            self.model = self.base_model
         finally:
             if self._own_dir:
                 shutil.rmtree(self.adapter_dir, ignore_errors=True)

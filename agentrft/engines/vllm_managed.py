@@ -117,6 +117,7 @@ class ManagedVLLMEngine(RemoteEngine):
         if self.model != self.base_model:  # LoRA: the adapter in use, from its folder
             self._send("POST", "/load_lora_adapter",
                        {"lora_name": self.model, "lora_path": str((self.adapter_dir / self.model).resolve())})
+            self._loaded = [self.model]  # the older ones went with the old server
         # full fine-tune: the server restarted on SYNC_DIR/weights, which holds the latest
         self.note(f"the vLLM server failed ({error}); restarted it (restart {self.restarts}) and "
                   f"re-ran the batch", level="warn",

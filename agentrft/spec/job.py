@@ -193,6 +193,9 @@ class Hyperparameters(BaseModel):
     # Stop before the first update when no group of the first step can teach anything (every
     # row's rollouts scored the same): training would change nothing. False trains anyway.
     readiness_gate: bool = True
+    # Asynchronous RL (train/pipeline.py): later steps' rollouts are sampled while a step
+    # trains, at most this many policy versions behind; 0 = strictly sequential.
+    max_staleness: int = Field(default=0, ge=0, le=8)
     max_steps: int | None = Field(default=None, ge=1)  # stop early (smoke runs, tests)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)  # overrides the top-level seed
 

@@ -9,6 +9,7 @@ with an eval and a checkpoint every `eval_interval` steps.
         update    = one AdamW step on the clipped token-level surrogate loss, its ratio
                     against the engine's sampling log-probs, truncated at tis_cap (train/loss.py)
         every eval_interval steps: validation rollouts, metrics, checkpoint
+    with max_staleness k > 0, steps t+1 … t+k sample while step t trains (train/pipeline.py)
     before the first update: the readiness gate (train/readiness.py) stops a job whose groups
     are all flat; during training, steps in a row that train nothing raise a warning
 """
@@ -26,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from agentrft.errors import TrainingPaused
+from agentrft.errors import SpecError, TrainingPaused
 from agentrft.rollout.loop import RolloutEnv, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
@@ -36,6 +37,7 @@ from agentrft.train.advantages import group_advantages
 from agentrft.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from agentrft.train.loss import TrainSequence
 from agentrft.train.metrics import rollout_metrics
+from agentrft.train.pipeline import RolloutPipeline
 from agentrft.train.policy import Policy
 from agentrft.train.readiness import NotReady, Readiness, StallWatch
 from agentrft.train.records import RunDir
@@ -133,6 +135,10 @@ class Trainer:
         self.pause_reason: str | None = None  # set when the run paused itself
         self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
+        if ray and job.hp.max_staleness:
+            raise SpecError("asynchronous RL (max_staleness > 0) is not available with --ray "
+                            "rollout workers yet: set max_staleness to 0 or drop --ray",
+                            field="hyperparameters.max_staleness")
         self.seed = job.effective_seed
         hp = job.hp
         self.total_steps = hp.epochs * -(-len(self.validated.train_rows) // hp.rows_per_step)
@@ -172,6 +178,7 @@ class Trainer:
         job, hp = self.job, self.job.hp
         seed_everything(self.seed)
         tools = build_tools(job.rl.tools)
+        pipeline = None
         try:
             await preflight(tools)
             policy = self.policy = Policy(job.model, hp, device=self.device)
@@ -199,6 +206,11 @@ class Trainer:
                 self.run.log_metrics(baseline)
                 self._report(0, baseline)
 
+            self.policy_version = start  # updates the weights have seen
+            pipeline = RolloutPipeline(
+                lambda step: self._run_rollouts(self._step_rollout_rows(step), env),
+                max_staleness=hp.max_staleness, total_steps=self.total_steps,
+                version=lambda: self.policy_version)
             for step in range(start, self.total_steps):
                 request = self.control() if self.control else None
                 if request == "pause":
@@ -210,8 +222,8 @@ class Trainer:
                     return self.run.read_metrics()
                 t0 = time.perf_counter()
                 rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
-                rollouts = await self._run_rollouts(
-                    [r for r in rows for _ in range(hp.group_size)], env)
+                # sampled now, or started earlier while a previous step trained (max_staleness)
+                rollouts, staleness = await pipeline.take(step)
                 t_sampled = time.perf_counter()
                 outage = self._outage(step, rollouts)
                 if outage is not None:  # the step is redone on resume
@@ -219,9 +231,9 @@ class Trainer:
                     return self._pause(step, policy, message, reason=message, data=data)
                 if step == 0:
                     self._check_readiness(rollouts)  # NotReady: nothing here can be learned
-                metrics = self._train_step(step, policy, rows, rollouts)
-                metrics["timing.sampling"] = t_sampled - t0
-                done = step + 1
+                metrics = await self._train_step(step, policy, rows, rollouts)
+                metrics.update({"timing.sampling": t_sampled - t0, "policy_staleness": staleness})
+                done = self.policy_version = step + 1  # what the sampler now holds
                 if done % hp.eval_every == 0 or done == self.total_steps:
                     metrics.update(await self._evaluate(env, done))
                     self._checkpoint(policy, done, metrics)
@@ -234,6 +246,8 @@ class Trainer:
             self.outcome = "succeeded"
             return self.run.read_metrics()
         finally:
+            if pipeline is not None:
+                await pipeline.cancel()  # steps sampled ahead and not trained: redone on resume
             if self.engine is not None:
                 self.engine.close()  # a server the engine started ends with the job
             if self.pool is not None:
@@ -241,19 +255,26 @@ class Trainer:
             for t in tools.values():
                 await t.aclose()
 
+    def _step_rollout_rows(self, step: int) -> list[tuple[int, DatasetRow]]:
+        """A step's rows, each group_size times: one group per row, sampled together."""
+        hp = self.job.hp
+        rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
+        return [r for r in rows for _ in range(hp.group_size)]
+
     async def _run_rollouts(self, rows: list[tuple[int, Any]], env: RolloutEnv) -> list[Rollout]:
         """In this process, or on the Ray workers with `ray=`."""
         if self.pool is not None:
             return await self.pool.run_rollouts(rows)
         return await run_rollouts(rows, env)
 
-    def _train_step(self, step: int, policy: Policy, rows: list[tuple[int, DatasetRow]],
-                    rollouts: list[Rollout]) -> dict[str, Any]:
-        """Rewards → advantages → one update, from a step's sampled rollouts; its metrics."""
+    async def _train_step(self, step: int, policy: Policy, rows: list[tuple[int, DatasetRow]],
+                          rollouts: list[Rollout]) -> dict[str, Any]:
+        """Rewards → advantages → one update, from a step's sampled rollouts; its metrics.
+        The update runs in a worker thread, so rollouts sampled ahead keep going meanwhile."""
         t_sampled = time.perf_counter()
         shape_rewards(rollouts, self.job)
         seqs, zero_variance = training_sequences(rollouts, self.job)
-        update = policy.update(seqs) if seqs else {}
+        update = await asyncio.to_thread(policy.update, seqs) if seqs else {}
         if seqs:
             self.engine.sync_weights(policy.model)  # no-op in-process; a remote engine pushes
         t_trained = time.perf_counter()
