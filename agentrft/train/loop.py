@@ -131,6 +131,10 @@ class Trainer:
         self.pause_reason: str | None = None  # set when the run paused itself
         self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
+        if ray:
+            from agentrft.rollout.ray_pool import check_ray_engine
+
+            check_ray_engine(job)  # before a model is loaded or a server started
         self.seed = job.effective_seed
         hp = job.hp
         self.total_steps = hp.epochs * -(-len(self.validated.train_rows) // hp.rows_per_step)
