@@ -12,7 +12,6 @@ server's start-up (CUDA graphs on a GPU, a minute or more on CPU) is printed, no
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -27,17 +26,16 @@ _FINDS_VLLM = "import importlib.util, sys; sys.exit(importlib.util.find_spec('vl
 
 
 def vllm_python(explicit: str | None = None) -> str | None:
-    """An interpreter that can import vLLM: `explicit` (an error if it cannot), else this one
-    (`pip install vllm` beside agentrft, the GPU recipe), else `.venv-vllm`
-    (scripts/setup_vllm.sh, the CPU recipe); None when there is none."""
+    """An interpreter that can import vLLM: `explicit` (an error if it cannot), else the one
+    `engine: {type: vllm}` would use (`default_vllm_python`: AGENTRFT_VLLM_PYTHON, `.venv-vllm`
+    from scripts/setup_vllm.sh, or this one after `pip install "agentrft[vllm]"`); None when
+    there is none."""
     if explicit:
         if not _finds_vllm(explicit):
             raise SystemExit(f"--vllm-python {explicit}: no vllm importable there")
         return explicit
-    if importlib.util.find_spec("vllm") is not None:
-        return sys.executable
-    venv = default_vllm_python()
-    return str(venv) if venv.is_file() and _finds_vllm(str(venv)) else None
+    python = default_vllm_python()
+    return str(python) if python.is_file() and _finds_vllm(str(python)) else None
 
 
 def _finds_vllm(python: str) -> bool:

@@ -12,9 +12,10 @@ Rows, all measured in the same run on the same model object:
 - `vLLM (RemoteEngine, HTTP)`: a vLLM server (bf16) that `VLLMProcess` starts on the same
   model after our rows, sampling the same prompts through `RemoteEngine` (HTTP included,
   `ignore_eos` so it too writes exactly the tokens asked for). Measured when a Python with
-  vLLM is found (`--vllm-python`, else this one: `pip install "agentrft[vllm]"`, else
-  `.venv-vllm`); otherwise the bench says "vLLM row: not measured" and why. Its start-up
-  (weights, CUDA graph capture) is printed, not timed; it gets `--vllm-gpu-memory` of the GPU.
+  vLLM is found (`--vllm-python`, else where `engine: {type: vllm}` looks: `.venv-vllm`, or
+  this one after `pip install "agentrft[vllm]"`); otherwise the bench says "vLLM row: not
+  measured" and why. Its start-up (weights, CUDA graph capture) is printed, not timed; it
+  gets `--vllm-gpu-memory` of the GPU.
 
 cuDNN's attention is off for all rows (as `StaticEngine` and `TransformersEngine` set it on
 CUDA). Each row gets one warm-up call at the same batch size (graph capture and compilation are not
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="leave out transformers' static-cache generate (it compiles for minutes)")
     ap.add_argument("--no-vllm", action="store_true", help="leave out the vLLM row")
     ap.add_argument("--vllm-python", default=None,
-                    help="vLLM's interpreter (default: this one if it has vllm, else .venv-vllm)")
+                    help="vLLM's interpreter (default: as engine: {type: vllm} finds it)")
     ap.add_argument("--vllm-gpu-memory", type=float, default=0.4,
                     help="vLLM's --gpu-memory-utilization (this process keeps its model there)")
     args = ap.parse_args(argv)
