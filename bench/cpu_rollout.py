@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples` lives at the repo root
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _vllm_common
 
 import torch  # noqa: E402
 
@@ -144,8 +145,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = [("transformers generate (baseline)", plain), ("agentrft TransformersEngine", ours_s),
             ("agentrft StaticEngine", static_s)]
     if args.vllm:
-        rows.append(("vLLM-CPU server (RemoteEngine)",
-                     time_vllm(tokenizer, prompts, args.new, args.turns, max_len, args.vllm_python)))
+        from _vllm_common import vllm_python
+
+        python = vllm_python(args.vllm_python)
+        if python is None:
+            print("vLLM row: not measured (vllm not installed: run scripts/setup_vllm.sh)")
+        else:
+            rows.append(("vLLM-CPU server (RemoteEngine)",
+                         time_vllm(tokenizer, prompts, args.new, args.turns, max_len, python)))
     base = rows[0][1]
     print(f"{'engine':<34}{'wall s':>9}{'gen tok/s':>11}{'× baseline':>12}")
     for name, wall in rows:
@@ -153,25 +160,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"static engine ran {static.prefilled_tokens} of {prompt_tokens} prompt tokens "
           f"(load after: {os.getloadavg()[0]:.1f})")
 
-def time_vllm(tokenizer, prompts, new_tokens: int, turns: int, max_len: int,
-              python: str | None) -> float:
-    from agentrft.engines.build import default_vllm_python
-    from agentrft.engines.remote import RemoteEngine
-    from agentrft.engines.vllm_process import SERVED_NAME, VLLMConfig, VLLMProcess
-    from agentrft.models.loading import resolve_model_dir
 
-    server = VLLMProcess(VLLMConfig(python=python or str(default_vllm_python()),
-                                    model_dir=resolve_model_dir(MODEL), max_model_len=max_len,
-                                    log_path=Path("/tmp/agentrft-bench-vllm.log")))
-    server.start()
-    try:
-        print(f"# vLLM server up in {server.startup_s[-1]:.0f} s (not timed)")
-        engine = RemoteEngine(server.base_url, model=SERVED_NAME, send_seeds=False)
-        engine.extra_body = {"ignore_eos": True}
+def time_vllm(tokenizer, prompts, new_tokens: int, turns: int, max_len: int,
+              python: str) -> float:
+    from _vllm_common import vllm_engine
+
+    with vllm_engine(python, MODEL, gpu=False, dtype="float32", max_len=max_len) as engine:
         time_engine(engine, tokenizer, prompts[:2], 2, 1)  # warm-up
         return time_engine(engine, tokenizer, prompts, new_tokens, turns)[0]
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -172,3 +172,41 @@ def test_trainer_with_ray_runs_steps_and_records_rollouts(local_ray, tmp_path, t
     assert metrics[1]["rerun_rollouts"] == 0
     records = [json.loads(x) for x in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
     assert len({r["trace_id"] for r in records}) == len(records) >= 8
+
+
+def server_engine_job(tmp_path, model_dir, engine: str):
+    """The tiny job with its rollouts on a server engine (vLLM's Python: this one, never run)."""
+    import sys
+
+    from agentrft.spec import load_job
+
+    make_job(tmp_path, model_dir, max_steps=1)
+    path = tmp_path / "job.yaml"
+    decl = (f"{{type: vllm, python: {sys.executable}}}" if engine == "vllm"
+            else "{type: remote, base_url: 'http://127.0.0.1:9/v1'}")
+    text = path.read_text().replace("    max_episode_steps:", f"    engine: {decl}\n    max_episode_steps:")
+    path.write_text(text)
+    return path, load_job(path)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "remote"])
+def test_ray_with_a_server_engine_is_refused_before_anything_starts(tmp_path, tiny_model_dir,
+                                                                    engine, capsys):
+    from agentrft.cli import main
+    from agentrft.errors import SpecError
+
+    path, job = server_engine_job(tmp_path, tiny_model_dir, engine)
+    with pytest.raises(SpecError, match="--ray") as caught:
+        Trainer(job, tmp_path / "run", ray="local")
+    assert caught.value.field == "method.reinforcement.engine.type"
+    assert f"engine type {engine!r}" in str(caught.value)
+    with pytest.raises(SpecError, match="in-process engine"):
+        RayRolloutPool(job, address="local")
+    assert not ray.is_initialized()  # refused before connecting to (or starting) a cluster
+
+    assert main(["train", str(path), "--out", str(tmp_path / "cli-run"), "--ray", "local", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "error: method.reinforcement.engine.type:" in err and "--ray" in err
+    assert not (tmp_path / "cli-run" / "metrics.jsonl").exists()
+    # without --ray the same job is accepted (the engine itself is not started here)
+    Trainer(job, tmp_path / "run2")

@@ -223,3 +223,31 @@ def test_a_server_that_never_gets_healthy_times_out_and_is_stopped(tmp_path):
     with pytest.raises(EngineError, match=r"(?s)did not answer /health within 3 s.*loading weights"):
         server.start()
     assert not server.alive()
+
+
+def test_vllm_python_is_the_env_variable_then_venv_vllm_then_this_interpreter_with_vllm(
+        tmp_path, monkeypatch):
+    import importlib.util
+
+    from agentrft.engines import build
+
+    monkeypatch.delenv("AGENTRFT_VLLM_PYTHON", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(build, "CHECKOUT_VLLM_PYTHON", tmp_path / "checkout" / "python")
+    real_find_spec = importlib.util.find_spec
+    has_vllm = {"value": False}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: (
+        object() if name == "vllm" and has_vllm["value"] else
+        None if name == "vllm" else real_find_spec(name, *a)))
+    here = tmp_path / ".venv-vllm" / "bin" / "python"
+    assert default_vllm_python() == here  # nothing anywhere: where setup_vllm.sh would put it
+    has_vllm["value"] = True  # `pip install "agentrft[vllm]"` into this environment
+    assert default_vllm_python() == Path(sys.executable)
+    here.parent.mkdir(parents=True)
+    here.write_text("")
+    assert default_vllm_python() == here  # a .venv-vllm wins over this interpreter
+    build.CHECKOUT_VLLM_PYTHON.parent.mkdir(parents=True)
+    build.CHECKOUT_VLLM_PYTHON.write_text("")
+    assert default_vllm_python() == build.CHECKOUT_VLLM_PYTHON
+    monkeypatch.setenv("AGENTRFT_VLLM_PYTHON", "/opt/vllm/bin/python")
+    assert default_vllm_python() == Path("/opt/vllm/bin/python")

@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from agentrft.errors import SpecError
 from agentrft.spec.job import JobSpec
 
 FIELD = "method.reinforcement.engine"
+CHECKOUT_VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
 
 
 def default_engine_type(device: str) -> str:
@@ -111,11 +114,18 @@ def _in_process(job: JobSpec, kind: str, model, tokenizer, device: str) -> Engin
 
 def default_vllm_python() -> Path:
     """`AGENTRFT_VLLM_PYTHON`, else the `.venv-vllm` that scripts/setup_vllm.sh makes in this
-    checkout, else one in the working directory."""
+    checkout, else one in the working directory, else this interpreter if it has vLLM
+    (`pip install "agentrft[vllm]"`, the one-environment GPU recipe). With none of them: the
+    working directory's `.venv-vllm`, for the error that names where it was looked for."""
     if os.environ.get("AGENTRFT_VLLM_PYTHON"):
         return Path(os.environ["AGENTRFT_VLLM_PYTHON"])
-    checkout = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
-    return checkout if checkout.is_file() else Path.cwd() / ".venv-vllm" / "bin" / "python"
+    here = Path.cwd() / ".venv-vllm" / "bin" / "python"
+    for venv in (CHECKOUT_VLLM_PYTHON, here):
+        if venv.is_file():
+            return venv
+    if importlib.util.find_spec("vllm") is not None:
+        return Path(sys.executable)
+    return here
 
 
 def serving_base_dir(model_ref: str) -> Path:

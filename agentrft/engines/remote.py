@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ import torch
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.errors import EngineError
 from agentrft.httpio import describe_error
+from agentrft.retry import Again, GaveUp, retry_sync
 
 NAN = float("nan")
 
@@ -124,24 +124,23 @@ class RemoteEngine(Engine):
     def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         """A 4xx is our request's fault: raised at once, with the server's message. A 5xx or a
         connection failure is retried with backoff, then raised."""
-        last = ""
-        for attempt in range(1 + self.max_retries):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        def attempt(_: int) -> httpx.Response | Again:
             try:
                 resp = self.client.request(method, path, json=body)
             except httpx.TransportError as e:
-                last = describe_error(e)
-                continue
+                return Again(describe_error(e))
             if resp.status_code >= 500:
-                last = f"HTTP {resp.status_code}: {resp.text[:300]}"
-                continue
+                return Again(f"HTTP {resp.status_code}: {resp.text[:300]}")
             if resp.status_code >= 400:
                 raise EngineError(f"{method} {self.base_url}{path} answered {resp.status_code}: "
                                   f"{_message(resp)}")
             return resp
-        raise EngineError(f"{method} {self.base_url}{path} failed after {1 + self.max_retries} "
-                          f"attempts; last error: {last}")
+
+        result = retry_sync(attempt, max_retries=self.max_retries, backoff_s=self.backoff_s)
+        if isinstance(result, GaveUp):
+            raise EngineError(f"{method} {self.base_url}{path} failed after {result.attempts} "
+                              f"attempts; last error: {result.last}")
+        return result
 
     def _first_model(self) -> str:
         data = self._send("GET", "/models").json().get("data") or []

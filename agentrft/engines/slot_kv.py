@@ -1,4 +1,4 @@
-"""The static engine's keys and values: fixed slots the model sees as its `past_key_values`,
+"""The static engine's keys and values: fixed slots the model sees as its KV cache,
 and the attention it decodes with (`agentrft.engines.static_engine`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ class SlotKV:
 
     The attention modules call `update(keys, values, layer)` with the new tokens' states; what
     is written where, and what is returned to attend to, is set before each forward by
-    `for_decode` or `for_prefill` (an object the model sees as its `past_key_values`)."""
+    `for_decode` or `for_prefill` (an object the model sees as its KV cache)."""
 
     def __init__(self, config, slots: int, max_len: int, dtype: torch.dtype, device: torch.device):
         kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads

@@ -41,6 +41,7 @@ from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.engines.slot_kv import SLOT_ATTENTION, SlotKV, register_slot_attention
 from agentrft.engines.transformers_engine import common_prefix_len, sample_next
 from agentrft.engines.weights import load_weights_into, plain_copy
+from agentrft.models.kv_cache import cache_kwarg
 
 # A cached or shared prefix shorter than this is recomputed rather than copied.
 MIN_REUSE = 16
@@ -306,7 +307,7 @@ class StaticEngine(Engine):
         rope = self._rotary(hidden, positions_BQ)
         for layer in self._layers:
             hidden = layer(hidden, attention_mask=mask_B1QL, position_ids=positions_BQ,
-                           past_key_values=kv, use_cache=True, position_embeddings=rope)
+                           use_cache=True, position_embeddings=rope, **cache_kwarg(kv))
             if isinstance(hidden, tuple):  # older transformers return (hidden, …)
                 hidden = hidden[0]
         return self._norm(hidden)

@@ -11,6 +11,7 @@ import torch
 from transformers.cache_utils import DynamicLayer
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.models.kv_cache import cache_kwarg, cache_of
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams,
@@ -126,17 +127,17 @@ class TransformersEngine(Engine):
             positions = (attn.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
                              use_cache=True, logits_to_keep=1)
-            return out.past_key_values, out.logits[:, -1], attn, positions
+            return cache_of(out), out.logits[:, -1], attn, positions
         head = torch.tensor([prompts[0][:shared]], device=self.device)
-        cache = self.model(input_ids=head, use_cache=True, logits_to_keep=1).past_key_values
+        cache = cache_of(self.model(input_ids=head, use_cache=True, logits_to_keep=1))
         cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=self.device))
         ids, tail_attn = self._left_pad([p[shared:] for p in prompts])
         attn = torch.cat([torch.ones((len(prompts), shared), dtype=tail_attn.dtype,
                                      device=self.device), tail_attn], 1)
         positions = shared + (tail_attn.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return out.past_key_values, out.logits[:, -1], attn, positions
+                         use_cache=True, logits_to_keep=1, **cache_kwarg(cache))
+        return cache_of(out), out.logits[:, -1], attn, positions
 
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
@@ -171,8 +172,8 @@ class TransformersEngine(Engine):
                     break
                 attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=self.device)], 1)
                 out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
-                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
-                cache, logits = out.past_key_values, out.logits[:, -1]
+                                 use_cache=True, logits_to_keep=1, **cache_kwarg(cache))
+                cache, logits = cache_of(out), out.logits[:, -1]
                 next_pos = next_pos + 1
         finally:
             self.model.train(was_training)

@@ -50,6 +50,7 @@ from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
 from agentrft.graders.build import optional_number
+from agentrft.retry import Again, GaveUp, retry
 
 MAX_REPLY_BYTES = 1_000_000  # a score reply is tiny; more than this is not a score
 PREVIEW_CHARS = 200  # how much of an unusable reply goes into the error text
@@ -129,12 +130,10 @@ class EndpointGrader(Grader):
                      start: float) -> GraderResult:
         body = json.dumps({"sample": sample, "item": item, "trace_id": trace_id},
                           ensure_ascii=False, default=str).encode()
-        last, status = "", None
-        delay = 0.0
-        for attempt in range(1, self.max_retries + 2):
-            if attempt > 1:
-                await asyncio.sleep(delay)
-            delay = self.backoff_s * 2 ** (attempt - 1)
+        status: int | None = None  # the last attempt's HTTP status (None: no answer)
+
+        async def attempt(before: int) -> GraderResult | Again:
+            nonlocal status
             if self._limiter is not None:
                 await self._limiter.acquire()
             try:
@@ -142,30 +141,30 @@ class EndpointGrader(Grader):
                 async with asyncio.timeout(self.timeout_s):
                     status, raw, retry_after = await self._post(body)
             except (httpx.HTTPError, OSError, TimeoutError) as exc:
-                last, status = describe_error(exc), None
-                continue
+                status = None
+                return Again(describe_error(exc))
             if status >= 500 or status in _RETRYABLE_4XX:
-                last = f"HTTP {status}: {_preview(raw)}"
-                if retry_after is not None:
-                    delay = max(delay, retry_after)
-                continue
+                return Again(f"HTTP {status}: {_preview(raw)}", wait_at_least_s=retry_after)
             if not 200 <= status < 300:
                 what = "redirects are not followed; point url at the final URL" \
                     if 300 <= status < 400 else "not retried"
                 return self._failure(f"HTTP {status} ({what}): {_preview(raw)}", status,
-                                     attempt, start)
+                                     before + 1, start)
             score, problem = _read_score(raw)
             if problem:
-                last = problem
-                continue
+                return Again(problem)
             reward = min(1.0, max(0.0, score))
             return GraderResult.make(
                 reward, name=self.name, type=self.type,
                 execution_time=time.perf_counter() - start,
-                scores={"raw": score, "attempts": attempt},
+                scores={"raw": score, "attempts": before + 1},
                 passed=None if self.pass_threshold is None else reward >= self.pass_threshold)
-        return self._failure(f"no score after {self.max_retries + 1} attempts; last error: {last}",
-                             status, self.max_retries + 1, start)
+
+        result = await retry(attempt, max_retries=self.max_retries, backoff_s=self.backoff_s)
+        if isinstance(result, GaveUp):
+            return self._failure(f"no score after {result.attempts} attempts; last error: "
+                                 f"{result.last}", status, result.attempts, start)
+        return result
 
     async def _post(self, body: bytes) -> tuple[int, bytes, float | None]:
         """One attempt: (status, at most MAX_REPLY_BYTES + 1 bytes of reply, Retry-After s)."""

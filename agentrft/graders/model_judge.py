@@ -47,6 +47,7 @@ from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.errors import GraderError
 from agentrft.graders.base import Grader, GraderResult
 from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.retry import Again, GaveUp, retry
 
 LOCAL_DEFAULT_MAX_TOKENS = 512  # a local judge has no server-side cap; bound its CPU time
 ERROR_PREVIEW_CHARS = 500
@@ -128,29 +129,29 @@ class OpenAICompatibleJudge(Judge):
                        trace_id: str = "") -> JudgeReply:
         body = self._body(messages, params)
         headers = {**self._headers, **({"X-Trace-Id": trace_id} if trace_id else {})}
-        last = ""
-        for attempt in range(1 + self.max_retries):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+        async def attempt(_: int) -> JudgeReply | Again:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     resp = await self._http().post(self.url, json=body, headers=headers,
                                                    timeout=self.timeout_s)
             except (httpx.TransportError, TimeoutError) as exc:
-                last = describe_error(exc)
-                continue
+                return Again(describe_error(exc))
             if resp.status_code >= 500 or resp.status_code == 429:  # transient: retry
-                last = f"HTTP {resp.status_code}: {resp.text[:ERROR_PREVIEW_CHARS]}"
-                continue
+                return Again(f"HTTP {resp.status_code}: {resp.text[:ERROR_PREVIEW_CHARS]}")
             if not 200 <= resp.status_code < 300:
                 raise JudgeServerError(self._redact(
                     f"judge {self.model!r} at {self.url} answered HTTP {resp.status_code} "
                     f"(not retried: check model, base_url and key): "
                     f"{resp.text[:ERROR_PREVIEW_CHARS]}"))
             return self._reply(resp)
-        raise JudgeServerError(self._redact(
-            f"judge {self.model!r} at {self.url} failed after {1 + self.max_retries} attempts; "
-            f"last error: {last}"))
+
+        result = await retry(attempt, max_retries=self.max_retries, backoff_s=self.backoff_s)
+        if isinstance(result, GaveUp):
+            raise JudgeServerError(self._redact(
+                f"judge {self.model!r} at {self.url} failed after {result.attempts} attempts; "
+                f"last error: {result.last}"))
+        return result
 
     def _reply(self, resp: httpx.Response) -> JudgeReply:
         try:

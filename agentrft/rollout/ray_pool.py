@@ -20,6 +20,11 @@ share an engine batch, on a cluster as locally).
 A worker that dies mid-batch (its node lost, its process killed) loses no rollout: Ray
 restarts the actor and its chunk is run again (`rerun_rollouts`); a chunk that fails twice
 comes back as discarded rollouts with the reason, which the metrics count.
+
+Workers sample with an in-process engine only (`transformers` or `static`). With a server
+engine every worker would run one (`vllm`: a vLLM server per actor) or all would share one
+(`remote`: each pushing its own adapter copy over the others' mid-batch), so such a job is
+refused before anything starts (`check_ray_engine`); the server already batches rollouts.
 """
 
 from __future__ import annotations
@@ -37,6 +42,19 @@ from agentrft.spec.job import JobSpec
 
 MAX_ATTEMPTS = 2  # a chunk runs at most this often before its rollouts are discarded
 RESTART_WAIT_S = 300.0  # how long to wait for a restarting worker
+
+
+def check_ray_engine(job: JobSpec) -> None:
+    """Refuse a job whose rollouts run on an inference server: Ray workers sample in-process."""
+    from agentrft.engines.build import FIELD
+    from agentrft.errors import SpecError
+
+    decl = job.rl.engine
+    if decl is not None and decl.type in ("remote", "vllm"):
+        raise SpecError(f"engine type {decl.type!r} samples on an inference server, which already "
+                        "batches every rollout; Ray rollout workers (--ray) need an in-process "
+                        "engine: drop --ray, or set type 'transformers' or 'static'",
+                        field=f"{FIELD}.type")
 
 
 class RolloutWorker:
@@ -97,6 +115,7 @@ class RayRolloutPool:
     def __init__(self, job: JobSpec, *, address: str = "auto", workers: int = 2,
                  device: str = "cpu", cpus_per_worker: float = 1.0,
                  on_event: Callable[..., None] | None = None):
+        check_ray_engine(job)
         import ray
 
         if not ray.is_initialized():

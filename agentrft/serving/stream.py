@@ -14,6 +14,7 @@ import torch
 
 from agentrft.engines.base import SamplingParams
 from agentrft.engines.transformers_engine import sample_next
+from agentrft.models.kv_cache import cache_kwarg, cache_of
 from agentrft.models.toolcalls import OPEN
 
 
@@ -38,7 +39,7 @@ def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
     model.eval()
     try:
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        cache, logits = cache_of(out), out.logits[:, -1]
         if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.expand(n, -1)
@@ -54,9 +55,9 @@ def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
             if bool(done.all()):
                 return
             pos = torch.full((n, 1), position, device=device)
-            out = model(input_ids=tok[:, None], position_ids=pos, past_key_values=cache,
-                        use_cache=True, logits_to_keep=1)
-            cache, logits = out.past_key_values, out.logits[:, -1]
+            out = model(input_ids=tok[:, None], position_ids=pos, use_cache=True,
+                        logits_to_keep=1, **cache_kwarg(cache))
+            cache, logits = cache_of(out), out.logits[:, -1]
             position += 1
     finally:
         model.train(was_training)

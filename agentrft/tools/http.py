@@ -30,6 +30,7 @@ import httpx
 
 from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError, ToolInfraFailure, ToolUnreachable
+from agentrft.retry import Again, GaveUp, retry
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome
 
 MAX_BODY_BYTES = 1_000_000  # request and response cap (DESIGN.md)
@@ -74,28 +75,27 @@ class HttpTool(ToolClient):
                 output=f"Error 413: request body too large ({len(body)} bytes > {MAX_BODY_BYTES})",
                 is_error=True, status_code=413, latency_s=time.perf_counter() - start)
 
-        last = ""
-        for attempt in range(1 + self.max_retries):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+        async def attempt(retries: int) -> ToolOutcome | Again:
             try:
                 # asyncio.timeout bounds the whole attempt; httpx's timeout is per read.
                 async with asyncio.timeout(self.timeout_s):
                     status, raw, too_big = await self._post(body)
             except (httpx.TransportError, TimeoutError) as exc:
-                last = describe_error(exc)
-                continue
+                return Again(describe_error(exc))
             if status >= 500:
-                last = f"HTTP {status}: {_text(raw)[:PREVIEW_CHARS]}"
-                continue
+                return Again(f"HTTP {status}: {_text(raw)[:PREVIEW_CHARS]}")
             outcome = self._interpret(status, raw, too_big)
             # A successful output is the tool's own business; error text often echoes the request.
             output = self._redact(outcome.output) if outcome.is_error else outcome.output
             return ToolOutcome(output=output, is_error=outcome.is_error, status_code=status,
-                               latency_s=time.perf_counter() - start, retries=attempt)
-        raise ToolInfraFailure(self._redact(
-            f"tool '{self.name}' at {self._safe_url} failed after {1 + self.max_retries} "
-            f"attempts; last error: {last}"), attempts=1 + self.max_retries)
+                               latency_s=time.perf_counter() - start, retries=retries)
+
+        result = await retry(attempt, max_retries=self.max_retries, backoff_s=self.backoff_s)
+        if isinstance(result, GaveUp):
+            raise ToolInfraFailure(self._redact(
+                f"tool '{self.name}' at {self._safe_url} failed after {result.attempts} "
+                f"attempts; last error: {result.last}"), attempts=result.attempts)
+        return result
 
     async def _post(self, body: bytes) -> tuple[int, bytes, bool]:
         """Send one attempt; read at most MAX_BODY_BYTES of the reply (True if there was more)."""

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from agentrft.errors import SpecError, ToolInfraFailure, ToolUnreachable
 from agentrft.httpio import redact, secrets_of
+from agentrft.retry import Again, GaveUp, retry
 from agentrft.spec.errors import spec_error_from
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome
 
@@ -169,10 +170,7 @@ class McpServer:
         fault); anything else is retried with a fresh connection, then ToolInfraFailure."""
         from mcp import MCPError
 
-        last = ""
-        for attempt in range(1 + self.max_retries):
-            if attempt:
-                await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+        async def attempt(_: int):
             try:
                 client = await self._connect()
                 async with asyncio.timeout(self.config.timeout_s):
@@ -180,13 +178,18 @@ class McpServer:
             except MCPError as e:
                 if e.code == INVALID_PARAMS:
                     raise
-                last = _describe(e)
+                reason = _describe(e)
             except Exception as e:  # noqa: BLE001 - transport, timeout, a dead process
-                last = _describe(e)
-            await self._drop()
-        raise ToolInfraFailure(self._redact(
-            f"MCP tool {name!r} of server {self.name!r} ({self.where}) failed after "
-            f"{1 + self.max_retries} attempts; last error: {last}"))
+                reason = _describe(e)
+            await self._drop()  # the next attempt connects afresh
+            return Again(reason)
+
+        result = await retry(attempt, max_retries=self.max_retries, backoff_s=self.backoff_s)
+        if isinstance(result, GaveUp):
+            raise ToolInfraFailure(self._redact(
+                f"MCP tool {name!r} of server {self.name!r} ({self.where}) failed after "
+                f"{result.attempts} attempts; last error: {result.last}"))
+        return result
 
     async def aclose(self) -> None:
         await self._drop()

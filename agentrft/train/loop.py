@@ -135,10 +135,14 @@ class Trainer:
         self.pause_reason: str | None = None  # set when the run paused itself
         self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
-        if ray and job.hp.max_staleness:
-            raise SpecError("asynchronous RL (max_staleness > 0) is not available with --ray "
-                            "rollout workers yet: set max_staleness to 0 or drop --ray",
-                            field="hyperparameters.max_staleness")
+        if ray:
+            from agentrft.rollout.ray_pool import check_ray_engine
+
+            check_ray_engine(job)  # before a model is loaded or a server started
+            if job.hp.max_staleness:
+                raise SpecError("asynchronous RL (max_staleness > 0) is not available with "
+                                "--ray rollout workers yet: set max_staleness to 0 or drop --ray",
+                                field="hyperparameters.max_staleness")
         self.seed = job.effective_seed
         hp = job.hp
         self.total_steps = hp.epochs * -(-len(self.validated.train_rows) // hp.rows_per_step)

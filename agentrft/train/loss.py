@@ -43,6 +43,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from agentrft.models.kv_cache import cache_kwarg
+
 
 @dataclass(frozen=True)
 class TrainSequence:
@@ -143,7 +145,7 @@ def _padded_hidden(backbone, batch: MicroBatch, prefix) -> torch.Tensor:
     attn = torch.cat([batch.attention_BT.new_ones((B, prefix.length)), batch.attention_BT], 1)
     positions = torch.arange(prefix.length, prefix.length + T, device=attn.device).expand(B, T)
     return backbone(input_ids=batch.input_ids_BT, attention_mask=attn, position_ids=positions,
-                    past_key_values=prefix.cache_for(B), use_cache=True).last_hidden_state
+                    use_cache=True, **cache_kwarg(prefix.cache_for(B))).last_hidden_state
 
 
 # Decoders whose forward hands a 4D mask to attention as given and whose attention is all full
@@ -202,8 +204,8 @@ def _packed_hidden(backbone, batch: MicroBatch, prefix) -> tuple[torch.Tensor, t
         dtype = backbone.get_input_embeddings().weight.dtype
         mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
     hidden = backbone(input_ids=ids_N[None], attention_mask=mask, position_ids=(pos_N + P)[None],
-                      past_key_values=None if prefix is None else prefix.cache_for(1),
-                      use_cache=prefix is not None).last_hidden_state
+                      use_cache=prefix is not None,
+                      **cache_kwarg(None if prefix is None else prefix.cache_for(1))).last_hidden_state
     return hidden[0], starts_B
 
 

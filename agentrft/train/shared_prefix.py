@@ -26,6 +26,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from agentrft.engines.transformers_engine import common_prefix_len
+from agentrft.models.kv_cache import cache_kwarg
 
 # Below this many shared tokens the extra pass saves too little to bother.
 MIN_SHARED_TOKENS = 64
@@ -43,7 +44,7 @@ class SharedPrefix:
     def __init__(self, backbone, ids: list[int], device: torch.device | str):
         self.length = len(ids)
         cache = Cache(layer_class_to_replicate=_RecordingLayer)
-        backbone(input_ids=torch.tensor([ids], device=device), past_key_values=cache, use_cache=True)
+        backbone(input_ids=torch.tensor([ids], device=device), use_cache=True, **cache_kwarg(cache))
         self._computed = [(layer.keys, layer.values) for layer in cache.layers]
         # What the micro-batches attend to: detached copies that collect their gradients.
         self._leaves = [(k.detach().requires_grad_(k.requires_grad),
