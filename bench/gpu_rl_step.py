@@ -30,6 +30,14 @@ both. Ours drops a group whose rewards are all equal (TRL trains it with advanta
 the count is printed. TRL's optimizer is transformers' default (`adamw_torch_fused`), ours
 `torch.optim.AdamW`. TRL computes entropies and more metrics; ours logs every rollout.
 
+Agent-shaped (`--shape agent`): every prompt starts with the same ~1,000-token system prompt and
+holds a first exchange before the request (`prompt_messages`), as an agent's second turn does;
+ours runs that shared head once in the engine's prefill and once in the update (`SharedPrefix`),
+TRL runs it per completion. Issue 16's pair of CPU settings:
+
+    PYTHONPATH=/tmp/trlsite .venv/bin/python bench/gpu_rl_step.py --device cpu --prompts 2 \
+        --group 4 --max-new 32 --warmup 1 --steps 4 [--shape agent]
+
 Configs: `--prompts 32 --group 8 --max-new 256` (the default; NOTES.md's H100 anchor for TRL
 was ~9 s per step there) and `--prompts 2 --group 4 --max-new 32` (anchor ~1.3 s).
 On the GPU machine (`.whl` and `.gguf` from `bench/gpu_wheels.sh`; an earlier call with carry
