@@ -30,6 +30,14 @@ both. Ours drops a group whose rewards are all equal (TRL trains it with advanta
 the count is printed. TRL's optimizer is transformers' default (`adamw_torch_fused`), ours
 `torch.optim.AdamW`. TRL computes entropies and more metrics; ours logs every rollout.
 
+Agent-shaped (`--shape agent`): every prompt starts with the same ~1,000-token system prompt and
+holds a first exchange before the request (`prompt_messages`), as an agent's second turn does;
+ours runs that shared head once in the engine's prefill and once in the update (`SharedPrefix`),
+TRL runs it per completion. Issue 16's pair of CPU settings:
+
+    PYTHONPATH=/tmp/trlsite .venv/bin/python bench/gpu_rl_step.py --device cpu --prompts 2 \
+        --group 4 --max-new 32 --warmup 1 --steps 4 [--shape agent]
+
 Configs: `--prompts 32 --group 8 --max-new 256` (the default; NOTES.md's H100 anchor for TRL
 was ~9 s per step there) and `--prompts 2 --group 4 --max-new 32` (anchor ~1.3 s).
 On the GPU machine (`.whl` and `.gguf` from `bench/gpu_wheels.sh`; an earlier call with carry
@@ -94,8 +102,33 @@ def trl_reward(completions, word, **kwargs) -> list[float]:
             for c, w in zip(completions, word)]
 
 
-def prompt_messages(i: int) -> list[dict]:
-    return [{"role": "user", "content": PROMPT.format(word=WORDS[i % len(WORDS)])}]
+def prompt_messages(i: int, shape: str = "tiny") -> list[dict]:
+    """`tiny`: the one-line request. `agent`: what an agent's second turn sees, a long system
+    prompt every row shares (instructions and worked examples, ~1,000 tokens, as a tool-using
+    task's system prompt, tool list and demonstrations are) and a first exchange before the
+    request. The first exchange is written out, not sampled: TRL's GRPO samples one turn, and
+    the bundled model's chat template has no tool format for its tool loop."""
+    word = WORDS[i % len(WORDS)]
+    if shape == "tiny":
+        return [{"role": "user", "content": PROMPT.format(word=word)}]
+    return [{"role": "system", "content": AGENT_SYSTEM},
+            {"role": "user", "content": "Before the sentence: how many letters has the word "
+                                        f'"{word}"? Count them.'},
+            {"role": "assistant", "content": f'"{word}" has {len(word)} letters.'},
+            {"role": "user", "content": PROMPT.format(word=word)}]
+
+
+AGENT_SYSTEM = (
+    "You are a careful writing assistant for a language-learning app. Learners ask for short "
+    "example sentences that use a given word; the app shows your reply as it is, so reply with "
+    "the sentence only: no preamble, no quotation marks, no explanation, no list. Use the word "
+    "in its usual meaning, keep the sentence between five and twelve words, write plain "
+    "present or past tense, and prefer everyday situations a learner can picture. When asked "
+    "a question about a word, answer it in one short line. Here are worked examples of good "
+    "replies.\n\n" + "\n".join(
+        f'Example {k + 1}. Request: {PROMPT.format(word=w)} Reply: The {w} near our house was '
+        f"quiet this morning."
+        for k, w in enumerate(WORDS[::-1][:26])))
 
 
 # --- ours ----------------------------------------------------------------------------------
@@ -104,7 +137,7 @@ def run_ours(args, device: torch.device, hp_overrides: dict, work: Path) -> dict
     from agentrft.spec.job import Hyperparameters, JobSpec
     from agentrft.train.loop import Trainer
 
-    rows = [{"messages": prompt_messages(i), "word": WORDS[i % len(WORDS)]}
+    rows = [{"messages": prompt_messages(i, args.shape), "word": WORDS[i % len(WORDS)]}
             for i in range(args.prompts)]
     data = work / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -178,7 +211,7 @@ def run_trl(args, device: torch.device, work: Path) -> dict:
     tokenizer = load_tokenizer(args.model)
     dtype = torch.bfloat16 if cuda and args.trl_weights == "bf16" else torch.float32
     model = load_model(args.model, device=str(device), dtype=dtype)
-    dataset = Dataset.from_list([{"prompt": prompt_messages(i), "word": WORDS[i % len(WORDS)]}
+    dataset = Dataset.from_list([{"prompt": prompt_messages(i, args.shape), "word": WORDS[i % len(WORDS)]}
                                  for i in range(args.prompts)])
     config = GRPOConfig(
         output_dir=str(work / "trl"), seed=args.seed, max_steps=args.warmup + args.steps,
@@ -224,7 +257,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-new", type=int, default=256)
     ap.add_argument("--micro-batch", type=int, default=0,
                     help="sequences per forward/backward on both sides (default min(64, P·G))")
-    ap.add_argument("--prompt-tokens", type=int, default=64, help="longest prompt, for ours' token cap")
+    ap.add_argument("--shape", choices=("tiny", "agent"), default="tiny",
+                    help="tiny: a one-line prompt; agent: a ~1,000-token shared system prompt and "
+                         "a first exchange before the request (see prompt_messages)")
+    ap.add_argument("--prompt-tokens", type=int, default=None,
+                    help="longest prompt, for ours' token cap (default 64 tiny, 1,100 agent)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
@@ -237,10 +274,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     args.micro_batch = args.micro_batch or min(64, args.prompts * args.group)
+    args.prompt_tokens = args.prompt_tokens or (64 if args.shape == "tiny" else 1100)
 
     device = torch.device(args.device)
     print(f"# gpu_rl_step: {args.model}, full fine-tune, {args.prompts} prompts × {args.group} "
-          f"completions ≤ {args.max_new} new tokens, micro-batch {args.micro_batch}, "
+          f"completions ≤ {args.max_new} new tokens, {args.shape} prompts, micro-batch {args.micro_batch}, "
           f"gradient checkpointing {'on' if args.gradient_checkpointing else 'off'}; "
           f"{args.warmup} warm-up + {args.steps} timed steps (median)")
     print(f"# {device_line(device)}")

@@ -12,7 +12,7 @@ import torch
 
 from agentrft.engines.base import Engine, SamplingParams
 from agentrft.engines.transformers_engine import MIN_SHARED_PREFIX, TransformersEngine, \
-    common_prefix_len
+    common_prefix_len, token_batches
 from tests.tiny_model import ENGINE_PROMPTS as PROMPTS
 from tests.tiny_model import PAD_ID, VOCAB_SIZE, assert_logprobs_match_full_forward
 
@@ -74,6 +74,25 @@ def test_logprobs_match_when_every_row_shares_one_prompt(tiny_model, engine):
 def test_logprobs_match_across_max_batch_size_chunks(tiny_model):
     engine = TransformersEngine(tiny_model, pad_token_id=PAD_ID, max_batch_size=2, seed=3)
     outs = engine.generate(PROMPTS, SamplingParams(temperature=1.0, max_new_tokens=6))
+    assert_logprobs_match_full_forward(tiny_model, PROMPTS, outs, 1.0)
+
+
+def test_token_batches_cap_rows_and_tokens_and_keep_order():
+    assert token_batches([5, 5, 5, 5], max_rows=3, max_tokens=100) == [slice(0, 3), slice(3, 4)]
+    assert token_batches([5, 5, 5, 5], max_rows=8, max_tokens=10) == [slice(0, 2), slice(2, 4)]
+    # a row over the token cap runs alone, and the rows after it start a new batch
+    assert token_batches([3, 50, 3, 3], max_rows=8, max_tokens=10) == [slice(0, 1), slice(1, 2),
+                                                                      slice(2, 4)]
+    assert token_batches([], max_rows=8, max_tokens=10) == []
+
+
+def test_logprobs_match_across_token_budget_batches(tiny_model):
+    """Rows split by the batch token budget decode separately and still match a full forward."""
+    engine = TransformersEngine(tiny_model, pad_token_id=PAD_ID, max_batch_tokens=12, seed=3)
+    params = SamplingParams(temperature=1.0, max_new_tokens=6)
+    assert len(token_batches([len(p) + 6 for p in PROMPTS], 64, 12)) > 1
+    outs = engine.generate(PROMPTS, params)
+    assert len(outs) == len(PROMPTS)
     assert_logprobs_match_full_forward(tiny_model, PROMPTS, outs, 1.0)
 
 

@@ -32,8 +32,9 @@ def weighted_loss(logp, batch, seqs):
     return (logp * batch.loss_mask_BT * batch.advantages_B[:, None]).sum()
 
 
+@pytest.mark.parametrize("recompute", [True, False])
 @pytest.mark.parametrize("lora", [False, True])
-def test_gradients_through_a_shared_prefix_equal_per_sequence_gradients(lora):
+def test_gradients_through_a_shared_prefix_equal_per_sequence_gradients(lora, recompute):
     model = tiny_llama(seed=2).train()
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -51,7 +52,7 @@ def test_gradients_through_a_shared_prefix_equal_per_sequence_gradients(lora):
 
     n = shared_head_len([s.token_ids for s in seqs], [s.mask for s in seqs])
     assert n == len(HEAD)
-    prefix = SharedPrefix(backbone_and_head(model)[0], HEAD, "cpu")
+    prefix = SharedPrefix(backbone_and_head(model)[0], HEAD, "cpu", recompute=recompute)
     tails = [TrainSequence(s.token_ids[n:], s.mask[n:], s.advantage) for s in seqs]
     got = []
     for chunk in (tails[:2], tails[2:]):  # two micro-batches accumulate onto one head

@@ -12,6 +12,7 @@ from transformers.cache_utils import DynamicLayer
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.models.kv_cache import cache_kwarg, cache_of
+from agentrft.malloc import release_free_memory
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams,
@@ -77,6 +78,29 @@ def _with_room(t: torch.Tensor, capacity: int, rows: torch.Tensor | None = None)
 # Below this many shared tokens a separate prefix pass costs more than it saves.
 MIN_SHARED_PREFIX = 16
 
+# Tokens (prompt + new) of the rows decoded together. Every row holds its own keys and values
+# (46 KB a token in fp32 for SmolLM2-135M), so this caps a batch's cache at ~1.5 GB there and
+# its prefill activations with it; 60 FinQA-lite rollouts at 2,000 tokens would hold 5.5 GB.
+# Past a few thousand cached tokens a decode step is bound by reading that cache, not the
+# weights, so smaller batches cost little.
+MAX_BATCH_TOKENS = 32_768
+
+
+def token_batches(costs: list[int], max_rows: int, max_tokens: int) -> list[slice]:
+    """Consecutive runs of rows, each at most `max_rows` rows and `max_tokens` summed cost (a
+    row costing more than that is alone). Rows stay in order, so a group's rollouts, which
+    share their prompt and are adjacent, stay together where they fit."""
+    out: list[slice] = []
+    start, total = 0, 0
+    for i, cost in enumerate(costs):
+        if i > start and (i - start >= max_rows or total + cost > max_tokens):
+            out.append(slice(start, i))
+            start, total = i, 0
+        total += cost
+    if costs:
+        out.append(slice(start, len(costs)))
+    return out
+
 
 def common_prefix_len(prompts: list[list[int]]) -> int:
     first = prompts[0]
@@ -88,11 +112,12 @@ def common_prefix_len(prompts: list[list[int]]) -> int:
 
 class TransformersEngine(Engine):
     def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
-                 max_batch_size: int = 64, seed: int = 0):
+                 max_batch_size: int = 64, max_batch_tokens: int = MAX_BATCH_TOKENS, seed: int = 0):
         self.model = model
         self.pad_token_id = pad_token_id
         self.device = torch.device(device)
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         if self.device.type == "cuda":
             # With a padding mask, cuDNN's attention re-plans on every call: on an H100 it cost
@@ -101,8 +126,12 @@ class TransformersEngine(Engine):
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         out: list[Completion] = []
-        for i in range(0, len(prompts), self.max_batch_size):
-            out.extend(self._generate_batch(prompts[i:i + self.max_batch_size], params))
+        try:
+            for rows in token_batches([len(p) + params.max_new_tokens for p in prompts],
+                                      self.max_batch_size, self.max_batch_tokens):
+                out.extend(self._generate_batch(prompts[rows], params))
+        finally:
+            release_free_memory()  # the batch's cache and activations, back to the OS
         return out
 
     def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from agentrft.malloc import release_free_memory
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.rollout.loop import run_rollouts
 from agentrft.spec.dataset import load_dataset
@@ -81,4 +82,8 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
 
 def evaluate(job: JobSpec, *, model_ref: str | None = None, samples: int = 3, out_dir: str | Path,
              device: str = "cpu", data_file: str | None = None) -> dict[str, Any]:
-    return asyncio.run(_evaluate(job, model_ref or job.model, samples, RunDir(out_dir), device, data_file))
+    try:
+        return asyncio.run(_evaluate(job, model_ref or job.model, samples, RunDir(out_dir), device,
+                                     data_file))
+    finally:
+        release_free_memory()  # the eval's model and engine are gone: their pages too

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from agentrft.errors import SpecError, TrainingPaused
+from agentrft.malloc import release_free_memory
 from agentrft.rollout.loop import RolloutEnv, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
@@ -279,6 +280,7 @@ class Trainer:
         shape_rewards(rollouts, self.job)
         seqs, zero_variance = training_sequences(rollouts, self.job)
         update = await asyncio.to_thread(policy.update, seqs) if seqs else {}
+        release_free_memory()  # the update's activations: back to the OS before the next rollouts
         if seqs:
             self.engine.sync_weights(policy.model)  # no-op in-process; a remote engine pushes
         t_trained = time.perf_counter()

@@ -147,15 +147,15 @@ class Policy:
             with self.model.disable_adapter():
                 return token_logprobs(self.model, batch, self.hp.temperature, packed=packed)
 
-    def _shared_prefix(self, seqs: list[TrainSequence], autocast):
+    def _shared_prefix(self, seqs: list[TrainSequence]):
         """(SharedPrefix, the sequences without it) when they share a long untrained head, else
         (None, seqs). Off with a KL term, whose reference pass would need its own head."""
         n = shared_head_len([s.token_ids for s in seqs], [s.mask for s in seqs])
         split = backbone_and_head(self.model)
         if n < MIN_SHARED_TOKENS or split is None or self.hp.kl_coef > 0:
             return None, seqs
-        with autocast:
-            prefix = SharedPrefix(split[0], seqs[0].token_ids[:n], self.device)
+        prefix = SharedPrefix(split[0], seqs[0].token_ids[:n], self.device,
+                              autocast=lambda: self.precision.autocast(self.device))
         rest = [TrainSequence(s.token_ids[n:], s.mask[n:], s.advantage,
                               None if s.behaviour_logprobs is None else s.behaviour_logprobs[n:])
                 for s in seqs]
@@ -183,7 +183,7 @@ class Policy:
                 "is_ratio_sum": 0.0, "mismatch_sum": 0.0, "kl_sum": 0.0}
         ratio_max = float("-inf")
         autocast = self.precision.autocast(self.device)
-        prefix, seqs = self._shared_prefix(seqs, autocast)
+        prefix, seqs = self._shared_prefix(seqs)
         for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens,
                                    packed=self.packed):
             batch = collate(chunk, self.pad_id, self.device)

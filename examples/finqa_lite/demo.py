@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import secrets
 import time
@@ -67,6 +68,7 @@ def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
              progress=print) -> dict[str, Any]:
     from agentrft.analysis.report import format_summary_table, write_report
+    from agentrft.malloc import release_free_memory
     from agentrft.train.checkpoint import latest_checkpoint
     from agentrft.train.evaluate import evaluate
     from agentrft.train.loop import Trainer
@@ -104,6 +106,9 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
 
         trainer = Trainer(job, out / "run", device=device, on_step=on_step, evaluate=False)
         asyncio.run(trainer.run_async())
+        del trainer  # its policy, optimizer and engine: not held through the final eval
+        gc.collect()
+        release_free_memory()
         timings["training"] = time.perf_counter() - t0
         final_ckpt = latest_checkpoint(out / "run")
 
