@@ -15,8 +15,8 @@ clients echo back are accepted and skipped. `instructions` is a system message f
 
 The server keeps no state: `store: true`, `previous_response_id`, `conversation` and
 `item_reference` are 400s; the client sends the whole conversation each time (`store:
-false`, as the Agent RFT notebook does). `text.format` other than `text` needs constrained
-decoding: a 400 naming `text.format`. `reasoning.effort` where the chat template has a
+false`, as the Agent RFT notebook does). `text.format` `json_object` / `json_schema` (and
+strict function tools) are decoded under a grammar (`agentrft.models.structured`). `reasoning.effort` where the chat template has a
 thinking mode: `none`/`minimal` render thinking off, `low`/`medium`/`high`/`xhigh` give it a
 budget of thinking tokens (`THINK_BUDGET`, at most half of `max_output_tokens`): past it
 `</think>` is written for the model and the answer follows; `max` leaves it unbounded.
@@ -47,6 +47,13 @@ from agentrft.serving.stream import StreamedRows, unsent
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 REASONING_HEADER = "agentrft-reasoning-effort"
 _PARAMS = {"messages": "input", "max_tokens": "max_output_tokens"}  # chat's names → ours
+
+
+def _param(chat_param: str | None) -> str | None:
+    """A chat request's field name as the Responses API calls it."""
+    if chat_param and chat_param.startswith("response_format"):
+        return "text.format" + chat_param[len("response_format"):]
+    return _PARAMS.get(chat_param, chat_param)
 
 
 class _Body(BaseModel):
@@ -236,11 +243,6 @@ def check_supported(req: ResponsesRequest) -> None:
     if req.top_logprobs:
         raise APIError(400, "top_logprobs is not supported by /v1/responses here; use "
                             "/v1/chat/completions", param="top_logprobs")
-    fmt = (req.text.format if req.text else None) or {"type": "text"}
-    if fmt.get("type") != "text":
-        raise APIError(400, f"text.format {fmt.get('type')!r} needs constrained decoding, which "
-                            f"this server does not do yet; only {{\"type\": \"text\"}}",
-                       param="text.format")
 
 
 def thinking(req: ResponsesRequest, has_thinking: bool) -> tuple[dict[str, Any], str | None]:
@@ -302,7 +304,8 @@ def to_chat(req: ResponsesRequest, template_kwargs: dict[str, Any]) -> ChatReque
         parallel_tool_calls=req.parallel_tool_calls, max_completion_tokens=req.max_output_tokens,
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
-        chat_template_kwargs=template_kwargs or None)
+        chat_template_kwargs=template_kwargs or None,
+        response_format=req.text.format if req.text else None)
 
 
 # --- reply → response --------------------------------------------------------------------
@@ -372,7 +375,7 @@ class ResponseShell:
             "store": False,
             "temperature": 1.0 if req.temperature is None else req.temperature,
             "top_p": 1.0 if req.top_p is None else req.top_p,
-            "text": {"format": {"type": "text"}},
+            "text": {"format": (req.text.format if req.text else None) or {"type": "text"}},
             "tool_choice": req.tool_choice or "auto", "tools": tools,
             "truncation": "disabled", "usage": usage, "user": req.user,
             "metadata": req.metadata or {},
@@ -389,7 +392,7 @@ async def create_response(serving, req: ResponsesRequest):
     try:
         turn = serving.chat_turn(to_chat(req, template_kwargs), choice=choice, param="input")
     except APIError as e:
-        e.param = _PARAMS.get(e.param, e.param)
+        e.param = _param(e.param)
         raise
     headers = {REASONING_HEADER: note} if note else None
     shell = ResponseShell(req)
@@ -397,6 +400,8 @@ async def create_response(serving, req: ResponsesRequest):
         return StreamingResponse(_stream(serving, req, turn, shell), headers=headers,
                                  media_type="text/event-stream")
     budget = think_budget(req) if template_kwargs.get("enable_thinking") else None
+    if turn.params.constraint is not None:  # the grammar has no thinking block to budget
+        budget = None
     ids, finish = await run_in_threadpool(generate_with_budget, serving, turn, req.seed, budget,
                                           serving.think_ids())
     reply = serving.reply(turn, ids, finish)
