@@ -45,7 +45,9 @@ class ScoreModelGrader(ModelGrader):
         self.pass_threshold = pass_threshold
 
     def answer_schema(self) -> dict[str, Any]:
-        return {"type": "object", "properties": {"result": {"type": "number"}},
+        lo, hi = self.range
+        return {"type": "object", "properties": {"result": {
+                    "type": "number", "minimum": lo, "maximum": hi}},
                 "required": ["result"], "additionalProperties": False}
 
     def read_answer(self, text: str) -> tuple[float, dict[str, Any], bool | None]:
