@@ -356,11 +356,12 @@ def test_graders_validate(client):
 
 def test_models(client, store, queued_job):
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
-    assert ids == ["bundled:smollm2-135m-instruct"]
+    assert ids == ["bundled:smollm2-135m-instruct", "all-minilm-l6-v2"]  # chat, embeddings
     store.set_status(queued_job["id"], "running")
     store.set_status(queued_job["id"], "succeeded", fine_tuned_model="ft:m::x")
     data = client.get("/v1/models").json()["data"]
-    assert [m["id"] for m in data] == ["bundled:smollm2-135m-instruct", "ft:m::x"]
+    assert [m["id"] for m in data] == ["bundled:smollm2-135m-instruct", "all-minilm-l6-v2",
+                                       "ft:m::x"]
     assert client.get("/v1/models/ft:m::x").json()["object"] == "model"
     assert_error(client.get("/v1/models/nope"), 404)
 
