@@ -261,3 +261,25 @@ def test_a_local_judge_answers_in_the_graders_schema(tiny_model_dir):
         errors = res.metadata["errors"]
         assert not any(errors.values()), res.to_dict()
         assert 0.0 <= res.reward <= 1.0
+
+
+def test_streamed_chat_and_responses_decode_under_the_schema(client):
+    """The stream samples through its own loop (`serving/stream.py`): the same grammar."""
+    with client.stream("POST", "/v1/chat/completions", json={
+            "model": "tiny", "messages": [{"role": "user", "content": "Record?"}], "n": 2,
+            "max_tokens": 60, "seed": 4, "stream": True, "response_format": FORMAT}) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines()
+                  if line.startswith("data: {")]
+    texts = ["", ""]
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content") or ""
+    for text in texts:
+        jsonschema.validate(json.loads(text), SCHEMA)
+    with client.stream("POST", "/v1/responses", json={
+            "model": "tiny", "input": "Record?", "max_output_tokens": 60, "seed": 5,
+            "stream": True, "text": {"format": {**FORMAT["json_schema"], "type": "json_schema"}}}
+            ) as r:
+        done = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    (text,) = [e["text"] for e in done if e["type"] == "response.output_text.done"]
+    jsonschema.validate(json.loads(text), SCHEMA)
