@@ -24,7 +24,8 @@ small kernels per layer launched from Python. Here instead:
   every cached prefix (its keys were computed with the old weights).
 
 The numbers are those of the plain path: each token's log-probability is log_softmax(logits /
-temperature) of the engine's own forward, and `sample_next` is shared with `TransformersEngine`.
+temperature) of the engine's own forward (masked by a request's grammar, if any: each request
+carries its own `Guide`), and `sample_next` is shared with `TransformersEngine`.
 The model must be built like transformers' Llama family (`model.embed_tokens`, `.rotary_emb`,
 `.layers`, `.norm`, full attention: Llama, SmolLM, Qwen2/3, Mistral without a sliding window).
 """

@@ -227,7 +227,7 @@ def tool_choice(value: str | dict[str, Any] | None) -> ToolChoice:
 
 
 def check_supported(req: ResponsesRequest) -> None:
-    """400s for what needs state or constrained decoding."""
+    """400s for what this server does not do: kept state, background runs, top_logprobs."""
     if req.store:
         raise APIError(400, "store: true is not supported: this server keeps no responses; "
                             "send store: false and the whole conversation as input", param="store")
