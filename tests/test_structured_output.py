@@ -283,3 +283,23 @@ def test_streamed_chat_and_responses_decode_under_the_schema(client):
         done = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     (text,) = [e["text"] for e in done if e["type"] == "response.output_text.done"]
     jsonschema.validate(json.loads(text), SCHEMA)
+
+
+def test_responses_logprobs_of_the_output_text(client):
+    """`include: ["message.output_text.logprobs"]`: one entry per token of the text, with the
+    top alternatives; under a grammar the log-probs are the masked distribution's, so a
+    forced token (`{"` at the start of a schema's object) has log-prob 0."""
+    body = {"model": "tiny", "input": "Record?", "max_output_tokens": 60, "seed": 6,
+            "include": ["message.output_text.logprobs"], "top_logprobs": 2}
+    plain = client.post("/v1/responses", json={**body, "max_output_tokens": 5}).json()
+    part = plain["output"][-1]["content"][0]
+    assert "".join(e["token"] for e in part["logprobs"]) == part["text"]
+    assert all(len(e["top_logprobs"]) == 2 and e["logprob"] <= 0 for e in part["logprobs"])
+    shaped = client.post("/v1/responses", json={**body, "text": {"format": {
+        **FORMAT["json_schema"], "type": "json_schema"}}}).json()
+    part = shaped["output"][-1]["content"][0]
+    jsonschema.validate(json.loads(part["text"]), SCHEMA)
+    assert "".join(e["token"] for e in part["logprobs"]) == part["text"]
+    assert part["logprobs"][0]["logprob"] == pytest.approx(0.0, abs=1e-6)
+    streamed = client.post("/v1/responses", json={**body, "stream": True})
+    assert streamed.status_code == 400 and streamed.json()["error"]["param"] == "include"
