@@ -16,8 +16,9 @@ clients echo back are accepted and skipped. `instructions` is a system message f
 The server keeps no state: `store: true`, `previous_response_id`, `conversation` and
 `item_reference` are 400s; the client sends the whole conversation each time (`store:
 false`, as the Agent RFT notebook does). `text.format` `json_object` / `json_schema` (and
-strict function tools) are decoded under a grammar (`agentrft.models.structured`). `reasoning.effort` where the chat template has a
-thinking mode: `none`/`minimal` render thinking off, `low`/`medium`/`high`/`xhigh` give it a
+strict function tools) are decoded under a grammar (`agentrft.models.structured`).
+`include: ["message.output_text.logprobs"]` / `top_logprobs`: per-token log-probs of a text
+reply (not streamed). `reasoning.effort` where the chat template has a thinking mode: `none`/`minimal` render thinking off, `low`/`medium`/`high`/`xhigh` give it a
 budget of thinking tokens (`THINK_BUDGET`, at most half of `max_output_tokens`): past it
 `</think>` is written for the model and the answer follows; `max` leaves it unbounded.
 Without a thinking mode it has no effect. The `agentrft-reasoning-effort` header says which.
