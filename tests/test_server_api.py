@@ -194,10 +194,10 @@ def test_create_job_errors(client, files):
     assert_error(client.post("/v1/fine_tuning/jobs"), 400)
     body = job_body(train)
     body["method"]["reinforcement"]["response_format"] = {
-        "type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+        "type": "json_schema", "json_schema": {"name": "answer"}}  # no schema
     err = assert_error(client.post("/v1/fine_tuning/jobs", json=body), 400)
     assert err["param"] == "method.reinforcement.response_format"
-    assert "not supported yet" in err["message"]
+    assert "needs a schema" in err["message"]
     assert client.get("/v1/fine_tuning/jobs").json()["data"] == []  # nothing was created
 
 
@@ -356,11 +356,12 @@ def test_graders_validate(client):
 
 def test_models(client, store, queued_job):
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
-    assert ids == ["bundled:smollm2-135m-instruct"]
+    assert ids == ["bundled:smollm2-135m-instruct", "all-minilm-l6-v2"]  # chat, embeddings
     store.set_status(queued_job["id"], "running")
     store.set_status(queued_job["id"], "succeeded", fine_tuned_model="ft:m::x")
     data = client.get("/v1/models").json()["data"]
-    assert [m["id"] for m in data] == ["bundled:smollm2-135m-instruct", "ft:m::x"]
+    assert [m["id"] for m in data] == ["bundled:smollm2-135m-instruct", "all-minilm-l6-v2",
+                                       "ft:m::x"]
     assert client.get("/v1/models/ft:m::x").json()["object"] == "model"
     assert_error(client.get("/v1/models/nope"), 404)
 

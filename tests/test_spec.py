@@ -122,16 +122,19 @@ def test_bad_python_tool_target_is_a_validation_error(tmp_path, capsys):
     assert err.count("tools.lookup.python") == 0
 
 
-def test_response_format_is_refused_until_constrained_decoding_exists(tmp_path, capsys):
+def test_response_format_is_checked_with_the_line_of_its_key(tmp_path, capsys):
     path = job_yaml(tmp_path)
     text = path.read_text()
-    schema = ("    response_format: {type: json_schema, json_schema: {name: a, schema: "
-              "{type: object}}}\n")
-    path.write_text(text.replace("    tools:", schema + "    tools:"))
+    bad = "    response_format: {type: json_schema, json_schema: {name: a}}\n"
+    path.write_text(text.replace("    tools:", bad + "    tools:"))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "method.reinforcement.response_format" in err and "not supported yet" in err
+    assert "method.reinforcement.response_format" in err and "needs a schema" in err
     assert f"{path}:7" in err  # the line of the key
+    good = ("    response_format: {type: json_schema, json_schema: {name: a, schema: "
+            "{type: object}}}\n")
+    path.write_text(text.replace("    tools:", good + "    tools:"))
+    assert load_job(path).rl.response_format["type"] == "json_schema"
     for harmless in ("{type: text}", "null"):
         path.write_text(text.replace("    tools:", f"    response_format: {harmless}\n    tools:"))
         assert load_job(path).rl.response_format in ({"type": "text"}, None)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from agentrft.engines.constrained import Constraint
 
 
 @dataclass(frozen=True)
@@ -24,13 +27,17 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 128
     stop_token_ids: tuple[int, ...] = ()  # generation ends after writing one of these (kept)
+    # A grammar every completion must follow (`agentrft.engines.constrained`); None: free text.
+    # Engines that cannot mask per row refuse it rather than ignore it.
+    constraint: "Constraint | None" = None
 
 
 @dataclass(frozen=True)
 class Completion:
     token_ids: list[int]  # as sampled, the stop token included when one ended the turn
     # log-probability of each sampled token under the distribution it was drawn from
-    # (logits / temperature, before top-p truncation); the trainer computes the same quantity.
+    # (logits / temperature, before top-p truncation, after a constraint's mask); the trainer
+    # computes the same quantity (without a mask: the importance ratio accounts for it).
     logprobs: list[float]
     finish_reason: Literal["stop", "length"]
 

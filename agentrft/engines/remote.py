@@ -151,6 +151,9 @@ class RemoteEngine(Engine):
     # --- sampling ------------------------------------------------------------------------------
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        if params.constraint is not None:  # the server samples: our grammar cannot mask it
+            raise ValueError("constrained decoding (response_format, strict tools) needs an "
+                             "in-process engine (transformers or static), not a remote one")
         out: list[Completion] = []
         for i in range(0, len(prompts), self.max_batch_size):
             out.extend(self._generate_batch(prompts[i:i + self.max_batch_size], params))

@@ -24,7 +24,8 @@ small kernels per layer launched from Python. Here instead:
   every cached prefix (its keys were computed with the old weights).
 
 The numbers are those of the plain path: each token's log-probability is log_softmax(logits /
-temperature) of the engine's own forward, and `sample_next` is shared with `TransformersEngine`.
+temperature) of the engine's own forward (masked by a request's grammar, if any: each request
+carries its own `Guide`), and `sample_next` is shared with `TransformersEngine`.
 The model must be built like transformers' Llama family (`model.embed_tokens`, `.rotary_emb`,
 `.layers`, `.norm`, full attention: Llama, SmolLM, Qwen2/3, Mistral without a sliding window).
 """
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.constrained import Guide
 from agentrft.engines.slot_kv import SLOT_ATTENTION, SlotKV, register_slot_attention
 from agentrft.engines.transformers_engine import common_prefix_len, sample_next
 from agentrft.engines.weights import load_weights_into, plain_copy
@@ -93,6 +95,7 @@ class _Request:
     params: SamplingParams
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    guide: Guide | None = None  # its grammar's state when params.constraint is set
 
 
 @dataclass
@@ -167,7 +170,8 @@ class StaticEngine(Engine):
             raise ValueError(f"prompt of {len(prompt)} tokens does not fit the engine's "
                              f"max_len of {self.max_len}")
         self._next_rid += 1
-        self.waiting.append(_Request(self._next_rid, list(prompt), params))
+        guide = params.constraint.guide() if params.constraint is not None else None
+        self.waiting.append(_Request(self._next_rid, list(prompt), params, guide=guide))
         return self._next_rid
 
     @property
@@ -211,7 +215,8 @@ class StaticEngine(Engine):
         logits = self._prefill_admitted(admitted)
         finished = []
         for params, ks in _by_params([self.slots[slot].request.params for slot, _ in admitted]):
-            for k, t, lp in zip(ks, *self._sample(logits, ks, params)):
+            slots = [admitted[k][0] for k in ks]
+            for k, t, lp in zip(ks, *self._sample(logits, ks, params, slots)):
                 slot = admitted[k][0]
                 self.slots[slot].pos = len(self.slots[slot].request.prompt)
                 finished += self._take(slot, t, lp)
@@ -347,16 +352,21 @@ class StaticEngine(Engine):
         finished = []
         for params, ks in _by_params([self.slots[i].request.params for i in active]):
             rows = [active[k] for k in ks]
-            for i, t, lp in zip(rows, *self._sample(logits, rows, params)):
+            for i, t, lp in zip(rows, *self._sample(logits, rows, params, rows)):
                 self.slots[i].pos += 1  # the fed token's keys/values are now in place
                 finished += self._take(i, t, lp)
         return finished
 
-    def _sample(self, logits: torch.Tensor, rows: list[int], params: SamplingParams):
-        """(tokens, log-probs) as lists for logits[rows]: one device-to-host copy."""
+    def _sample(self, logits: torch.Tensor, rows: list[int], params: SamplingParams,
+                slots: list[int]):
+        """(tokens, log-probs) as lists for logits[rows], sampled for `slots`' requests (their
+        grammars, if constrained): one device-to-host copy."""
+        guides = None
+        if params.constraint is not None:
+            guides = [self.slots[i].request.guide for i in slots]
         if rows != list(range(len(logits))):  # usually every row of the bucket decodes
             logits = logits[torch.tensor(rows, device=logits.device)]
-        tok, logp = sample_next(logits, params, self.generator)
+        tok, logp = sample_next(logits, params, self.generator, guides)
         # Token ids are exact in float64; one transfer instead of two.
         both = torch.stack([tok.double(), logp.double()]).tolist()
         return [int(t) for t in both[0]], both[1]

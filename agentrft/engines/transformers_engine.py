@@ -13,12 +13,24 @@ from transformers.cache_utils import DynamicLayer
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.models.kv_cache import cache_kwarg, cache_of
 from agentrft.malloc import release_free_memory
+from agentrft.engines.constrained import Guide, advance, guides_for, mask_logits
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams,
-                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (B, V) -> (token ids (B,), their log-probs (B,)) under logits / temperature."""
+def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None,
+                guides: list[Guide | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (B, V) -> (token ids (B,), their log-probs (B,)) under logits / temperature.
+
+    `guides` (one per row, from `params.constraint`): each row's grammar masks its logits
+    first, and then consumes the sampled token. The recorded log-prob is then that of the
+    masked distribution, the one the token was really drawn from: the trainer's importance
+    ratio (policy / behaviour) needs the behaviour policy's probability, and the unmasked one
+    would call a forced token (probability 1 here) an on-policy sample of probability p."""
     logits = logits.float()
+    if guides is not None:
+        logits = mask_logits(logits, guides)
+        tokens, logp = sample_next(logits, params, generator)
+        advance(guides, tokens.tolist())
+        return tokens, logp
     if params.temperature <= 0:
         tokens = logits.argmax(-1)
         logp = torch.log_softmax(logits, -1)
@@ -191,8 +203,9 @@ class TransformersEngine(Engine):
             next_pos = positions[:, -1:] + 1
             tokens_T, logps_T = [], []
             done = torch.zeros(B, dtype=torch.bool, device=self.device)
+            guides = guides_for(params, B)
             for _ in range(params.max_new_tokens):
-                tok, logp = sample_next(logits, params, self.generator)
+                tok, logp = sample_next(logits, params, self.generator, guides)
                 tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)
                 tokens_T.append(tok)
                 logps_T.append(logp)

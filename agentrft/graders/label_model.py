@@ -36,6 +36,10 @@ class LabelModelGrader(ModelGrader):
         super().__init__(name, judge, input, params)
         self.labels, self.passing_labels = tuple(labels), frozenset(passing_labels)
 
+    def answer_schema(self) -> dict[str, Any]:
+        return {"type": "object", "properties": {"result": {"enum": list(self.labels)}},
+                "required": ["result"], "additionalProperties": False}
+
     def read_answer(self, text: str) -> tuple[float, dict[str, Any], bool | None]:
         label = match_label(text, self.labels)
         passed = label in self.passing_labels

@@ -37,7 +37,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -76,6 +76,9 @@ class JudgeParams:
     max_tokens: int | None = None
     seed: int | None = None
     reasoning_effort: str | None = None
+    # the answer's structured-output format (chat completions' shape), as OpenAI's model
+    # graders ask it of the judge: a local judge decodes under it, a server is sent it
+    response_format: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ class OpenAICompatibleJudge(Judge):
             {**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in messages]}
         for key, value in (("temperature", params.temperature), ("top_p", params.top_p),
                            ("max_completion_tokens", params.max_tokens), ("seed", params.seed),
-                           ("reasoning_effort", params.reasoning_effort)):
+                           ("reasoning_effort", params.reasoning_effort),
+                           ("response_format", params.response_format)):
             if value is not None:
                 body[key] = value
         return body
@@ -207,6 +211,21 @@ class _LoadedModel:
     renderer: Any  # ChatRenderer
     engine: Any  # TransformersEngine
     lock: threading.Lock  # one generate at a time: the engine's RNG and KV cache are not shared-safe
+    constraints: dict[str, Any] = field(default_factory=dict)  # grammar text -> Constraint
+
+    def constraint_for(self, response_format: dict[str, Any] | None):
+        """The compiled grammar of an answer in `response_format` (None: free text)."""
+        from agentrft.engines.constrained import Constraint
+        from agentrft.models.structured import read_format, reply_grammar
+
+        grammar = reply_grammar(read_format(response_format, param="response_format"), [])
+        if grammar is None:
+            return None
+        with self.lock:
+            if grammar not in self.constraints:
+                self.constraints[grammar] = Constraint.compile(
+                    grammar, self.tokenizer, self.renderer.stop_token_ids)
+            return self.constraints[grammar]
 
 
 _LOADED: dict[str, _LoadedModel] = {}
@@ -263,7 +282,8 @@ class LocalJudge(Judge):
                 temperature=1.0 if params.temperature is None else params.temperature,
                 top_p=1.0 if params.top_p is None else params.top_p,
                 max_new_tokens=params.max_tokens or LOCAL_DEFAULT_MAX_TOKENS,
-                stop_token_ids=loaded.renderer.stop_token_ids)
+                stop_token_ids=loaded.renderer.stop_token_ids,
+                constraint=loaded.constraint_for(params.response_format))
             completion = await self._sampler(loaded, params.seed).sample(prompt, sp)
         except Exception as exc:  # a load or sampling failure: no answer, say why
             raise JudgeServerError(f"local judge {self.model!r} failed: {describe_error(exc)}") from exc
@@ -386,6 +406,18 @@ class ModelGrader(Grader):
                  params: JudgeParams = JudgeParams()):
         self.name, self.judge, self.input, self.params = name, judge, tuple(input), params
 
+    def answer_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the judge's answer (`{"result": ...}`), asked for as structured
+        output; None: free text."""
+        return None
+
+    def judge_params(self) -> JudgeParams:
+        schema = self.answer_schema()
+        if schema is None or self.params.response_format is not None:
+            return self.params
+        return replace(self.params, response_format={"type": "json_schema", "json_schema": {
+            "name": f"{self.type}_result", "schema": schema, "strict": True}})
+
     @abc.abstractmethod
     def read_answer(self, text: str) -> tuple[float, dict[str, Any], bool | None]:
         """(reward, scores, passed) from the judge's text; raise JudgeParseError."""
@@ -408,7 +440,7 @@ class ModelGrader(Grader):
             return GraderResult.make(0.0, **meta, errors={"invalid_variable_error": True},
                                      execution_time=time.perf_counter() - start)
         try:
-            reply = await self.judge.complete(messages, self.params, trace_id=trace_id)
+            reply = await self.judge.complete(messages, self.judge_params(), trace_id=trace_id)
         except JudgeServerError as exc:
             return GraderResult.make(
                 0.0, **meta, errors={"model_grader_server_error": True},

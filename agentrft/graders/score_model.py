@@ -44,6 +44,12 @@ class ScoreModelGrader(ModelGrader):
         self.range = (float(range[0]), float(range[1]))
         self.pass_threshold = pass_threshold
 
+    def answer_schema(self) -> dict[str, Any]:
+        lo, hi = self.range
+        return {"type": "object", "properties": {"result": {
+                    "type": "number", "minimum": lo, "maximum": hi}},
+                "required": ["result"], "additionalProperties": False}
+
     def read_answer(self, text: str) -> tuple[float, dict[str, Any], bool | None]:
         raw = parse_score(text)
         lo, hi = self.range

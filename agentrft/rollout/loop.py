@@ -19,13 +19,15 @@ import logging
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agentrft.engines.base import SamplingParams
+from agentrft.engines.constrained import Constraint
 from agentrft.errors import GraderInfraFailure, ToolInfraFailure
 from agentrft.graders.base import Grader
 from agentrft.models.chat import ChatRenderer
+from agentrft.models.structured import TEXT, OutputFormat, reply_grammar
 from agentrft.models.toolcalls import parse_tool_calls
 from agentrft.rollout.batcher import BatchingSampler
 from agentrft.rollout.types import Rollout, ToolCallRecord
@@ -55,6 +57,20 @@ class RolloutEnv:
     max_episode_steps: int
     max_rollout_tokens: int
     grader: Grader | None = None
+    # The final answer's format (the job's response_format); with a JSON one, or a row tool
+    # marked strict, every turn samples under a grammar: an answer in the format, or tool calls.
+    answer_format: OutputFormat = TEXT
+    _constraints: dict[str, Constraint] = field(default_factory=dict, repr=False)
+
+    def turn_params(self, schemas: list[dict[str, Any]]) -> SamplingParams:
+        """The sampling parameters of a turn offered `schemas`, constrained when needed."""
+        grammar = reply_grammar(self.answer_format, schemas)
+        if grammar is None:
+            return self.params
+        if grammar not in self._constraints:  # one object per grammar: rows batch together
+            self._constraints[grammar] = Constraint.compile(
+                grammar, self.renderer.tok, self.params.stop_token_ids)
+        return replace(self.params, constraint=self._constraints[grammar])
 
 
 def new_trace_id() -> str:
@@ -123,12 +139,13 @@ async def _run_rollout(row: DatasetRow, env: RolloutEnv, rollout: Rollout) -> No
     rollout.prompt_len = len(prompt)
     steps_used = 0
     tool_time = 0.0
+    params = env.turn_params(schemas)
 
     while True:
-        if len(rollout.token_ids) + env.params.max_new_tokens > env.max_rollout_tokens:
+        if len(rollout.token_ids) + params.max_new_tokens > env.max_rollout_tokens:
             rollout.status = "truncated"
             break
-        completion = await env.sampler.sample(rollout.token_ids, env.params)
+        completion = await env.sampler.sample(rollout.token_ids, params)
         rollout.append(completion.token_ids, model_written=True, logprobs=completion.logprobs)
         text = env.renderer.tok.decode(completion.token_ids, skip_special_tokens=True)
         rollout.reasoning_tokens += sum(len(env.renderer.tok.encode(m.group(1), add_special_tokens=False))

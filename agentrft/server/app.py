@@ -264,9 +264,11 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
 
     # --- models ----------------------------------------------------------------------------
 
+    embeddings = embedding_models or EmbeddingModels()
+
     def models() -> list[dict[str, Any]]:
         out = [{"id": name, "object": "model", "created": 0, "owned_by": "agentrft"}
-               for name in BUNDLED]
+               for name in [*BUNDLED, *(n for n in embeddings.names() if n not in BUNDLED)]]
         jobs, _ = store.list_jobs(limit=10**9)
         for j in jobs:
             if j["status"] == "succeeded" and j["fine_tuned_model"]:
@@ -298,7 +300,7 @@ def create_app(store: JobStore, *, api_keys: list[str] | None = None,
         return found
 
     app.include_router(api)
-    app.include_router(embeddings_router(embedding_models or EmbeddingModels()))
+    app.include_router(embeddings_router(embeddings))
 
     @app.get("/health")
     def health() -> dict[str, str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Iterator
 
 from fastapi import APIRouter, FastAPI
@@ -33,6 +34,8 @@ from starlette.concurrency import run_in_threadpool
 
 from agentrft import __version__
 from agentrft.engines.base import Completion, SamplingParams
+from agentrft.engines.constrained import Constraint, GrammarError
+from agentrft.models.structured import FormatError, read_format, reply_grammar
 from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
 from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers
 from agentrft.server.middleware import GuardMiddleware
@@ -46,6 +49,7 @@ from agentrft.serving.responses import ResponsesRequest, create_response
 from agentrft.serving.stream import StreamedRows, unsent, visible
 
 MAX_BODY_BYTES = 16 * 2**20
+MAX_CACHED_GRAMMARS = 64
 DEFAULT_CHAT_TOKENS = 512
 
 
@@ -69,6 +73,7 @@ class Serving:
         self.tok = host.tokenizer
         self.vocab = len(host.tokenizer)
         self.created = int(time.time())
+        self._constraints: dict[tuple[str, tuple[int, ...]], Constraint] = {}
 
     # --- shared pieces -----------------------------------------------------------------------
 
@@ -118,6 +123,9 @@ class Serving:
         tools = [_tool(t, i) for i, t in enumerate(req.tools or [])]
         choice = choice or _chat_tool_choice(req.tool_choice)
         offered, prefix = select_tools(tools, choice, param="tool_choice")
+        grammar = self._reply_grammar(req, offered, choice)
+        if grammar is not None:
+            prefix = ""  # the grammar forces what the forced head would have
         try:
             prompt = self.host.renderer.prompt_ids(messages, offered,
                                                    **(req.chat_template_kwargs or {}))
@@ -126,8 +134,34 @@ class Serving:
                                 f"{type(e).__name__}: {e}", param=param) from None
         prompt = prompt + (self.tok.encode(prefix, add_special_tokens=False) if prefix else [])
         params = self._params(req, len(prompt), req.new_tokens, DEFAULT_CHAT_TOKENS)
+        if grammar is not None:
+            params = replace(params, constraint=self.constraint(grammar, params.stop_token_ids))
         return ChatTurn(adapter, prompt, frozenset(t["function"]["name"] for t in offered),
                         params, prefix, 1 if req.parallel_tool_calls is False else None)
+
+    def _reply_grammar(self, req: ChatRequest, offered: list[dict[str, Any]],
+                       choice: ToolChoice) -> str | None:
+        try:
+            fmt = read_format(req.response_format, param="response_format")
+        except FormatError as e:
+            raise APIError(400, str(e), param=e.param) from None
+        return reply_grammar(fmt, offered, mode=choice.mode, function=choice.function,
+                             parallel=req.parallel_tool_calls is not False)
+
+    def constraint(self, grammar: str, stop_token_ids: tuple[int, ...]) -> Constraint:
+        """The compiled grammar, cached: the same format and tools compile once."""
+        key = (grammar, stop_token_ids)
+        if key not in self._constraints:
+            try:
+                c = Constraint.compile(grammar, self.tok, stop_token_ids,
+                                       vocab_size=self.host.vocab_size)
+            except GrammarError as e:
+                raise APIError(400, f"cannot decode under this schema: {e}",
+                               param="response_format") from None
+            if len(self._constraints) >= MAX_CACHED_GRAMMARS:
+                self._constraints.pop(next(iter(self._constraints)))
+            self._constraints[key] = c
+        return self._constraints[key]
 
     def think_ids(self) -> tuple[int, int] | None:
         """The ids of `<think>` and `</think>` where the template has a thinking mode."""

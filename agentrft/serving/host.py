@@ -57,6 +57,8 @@ class ModelHost:
         self.lock = threading.Lock()
         config = model.config
         self.max_context = max_model_len or int(getattr(config, "max_position_embeddings", 0) or 2048)
+        # the logits' width (a padded embedding matrix may exceed the tokenizer), for grammars
+        self.vocab_size = max(len(tokenizer), int(getattr(config, "vocab_size", 0) or 0))
 
     @classmethod
     def load(cls, ref: str, *, name: str | None = None, device: str = "cpu", seed: int = 0,

@@ -68,6 +68,8 @@ class ChatRequest(_Sampling):
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     chat_template_kwargs: dict[str, Any] | None = None
+    # text | json_object | json_schema: the last two decoded under a grammar (structured.py)
+    response_format: dict[str, Any] | None = None
 
     @property
     def new_tokens(self) -> int | None:

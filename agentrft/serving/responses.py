@@ -15,9 +15,10 @@ clients echo back are accepted and skipped. `instructions` is a system message f
 
 The server keeps no state: `store: true`, `previous_response_id`, `conversation` and
 `item_reference` are 400s; the client sends the whole conversation each time (`store:
-false`, as the Agent RFT notebook does). `text.format` other than `text` needs constrained
-decoding: a 400 naming `text.format`. `reasoning.effort` where the chat template has a
-thinking mode: `none`/`minimal` render thinking off, `low`/`medium`/`high`/`xhigh` give it a
+false`, as the Agent RFT notebook does). `text.format` `json_object` / `json_schema` (and
+strict function tools) are decoded under a grammar (`agentrft.models.structured`).
+`include: ["message.output_text.logprobs"]` / `top_logprobs`: per-token log-probs of a text
+reply (not streamed). `reasoning.effort` where the chat template has a thinking mode: `none`/`minimal` render thinking off, `low`/`medium`/`high`/`xhigh` give it a
 budget of thinking tokens (`THINK_BUDGET`, at most half of `max_output_tokens`): past it
 `</think>` is written for the model and the answer follows; `max` leaves it unbounded.
 Without a thinking mode it has no effect. The `agentrft-reasoning-effort` header says which.
@@ -38,6 +39,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from agentrft.engines.base import Completion
 from agentrft.server.encoding import SafeJSONResponse
 from agentrft.server.errors import APIError
 from agentrft.serving.chat_turn import ChatTurn, Reply, ToolChoice, call_id
@@ -47,6 +49,13 @@ from agentrft.serving.stream import StreamedRows, unsent
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 REASONING_HEADER = "agentrft-reasoning-effort"
 _PARAMS = {"messages": "input", "max_tokens": "max_output_tokens"}  # chat's names → ours
+
+
+def _param(chat_param: str | None) -> str | None:
+    """A chat request's field name as the Responses API calls it."""
+    if chat_param and chat_param.startswith("response_format"):
+        return "text.format" + chat_param[len("response_format"):]
+    return _PARAMS.get(chat_param, chat_param)
 
 
 class _Body(BaseModel):
@@ -220,7 +229,7 @@ def tool_choice(value: str | dict[str, Any] | None) -> ToolChoice:
 
 
 def check_supported(req: ResponsesRequest) -> None:
-    """400s for what needs state or constrained decoding."""
+    """400s for what this server does not do: kept state, background runs, streamed log-probs."""
     if req.store:
         raise APIError(400, "store: true is not supported: this server keeps no responses; "
                             "send store: false and the whole conversation as input", param="store")
@@ -233,14 +242,9 @@ def check_supported(req: ResponsesRequest) -> None:
                        param="conversation")
     if req.background:
         raise APIError(400, "background responses are not supported", param="background")
-    if req.top_logprobs:
-        raise APIError(400, "top_logprobs is not supported by /v1/responses here; use "
-                            "/v1/chat/completions", param="top_logprobs")
-    fmt = (req.text.format if req.text else None) or {"type": "text"}
-    if fmt.get("type") != "text":
-        raise APIError(400, f"text.format {fmt.get('type')!r} needs constrained decoding, which "
-                            f"this server does not do yet; only {{\"type\": \"text\"}}",
-                       param="text.format")
+    if req.stream and (req.top_logprobs or LOGPROBS in (req.include or [])):
+        raise APIError(400, "log-probs are not streamed by /v1/responses here; send stream: "
+                            "false, or use /v1/chat/completions", param="include")
 
 
 def thinking(req: ResponsesRequest, has_thinking: bool) -> tuple[dict[str, Any], str | None]:
@@ -275,25 +279,36 @@ def generate_with_budget(serving, turn: ChatTurn, seed: int | None, budget: int 
     """(reply token ids, finish reason). With a budget: sample the thinking up to `budget`
     tokens (or its own `</think>`), write `</think>` if the model did not, then sample the
     answer after it in a second call of the same generation, within `max_output_tokens`."""
+    ids, finish, _ = sample_reply(serving, turn, seed, budget, think_ids)
+    return ids, finish
+
+
+def sample_reply(serving, turn: ChatTurn, seed: int | None, budget: int | None,
+                 think_ids: tuple[int, int] | None) -> tuple[list[int], str, list[float] | None]:
+    """`generate_with_budget` plus the sampled tokens' log-probs (None when part of the reply
+    was written for the model: a forced `</think>`)."""
     host, params = serving.host, turn.params
     if budget is None or think_ids is None:
         (c,) = host.generate([turn.prompt], params, adapter=turn.adapter, seed=seed)
-        return c.token_ids, c.finish_reason
+        return c.token_ids, c.finish_reason, c.logprobs
     close = think_ids[1]
     first = replace(params, max_new_tokens=min(budget, params.max_new_tokens),
                     stop_token_ids=tuple(sorted({*params.stop_token_ids, close})))
     (c,) = host.generate([turn.prompt], first, adapter=turn.adapter, seed=seed)
     head = list(c.token_ids)
     if head and head[-1] in params.stop_token_ids:
-        return head, "stop"  # the turn ended inside the thinking
+        return head, "stop", c.logprobs  # the turn ended inside the thinking
+    logprobs = list(c.logprobs)
     if not head or head[-1] != close:
         head += [close] + serving.tok.encode("\n\n", add_special_tokens=False)
+        logprobs = None
     room = params.max_new_tokens - len(head)
     if room < 1:
-        return head, "length"
+        return head, "length", logprobs
     (rest,) = host.generate([turn.prompt + head], replace(params, max_new_tokens=room),
                             adapter=turn.adapter, seed=seed)
-    return head + rest.token_ids, rest.finish_reason
+    return head + rest.token_ids, rest.finish_reason, \
+        None if logprobs is None else logprobs + rest.logprobs
 
 
 def to_chat(req: ResponsesRequest, template_kwargs: dict[str, Any]) -> ChatRequest:
@@ -302,7 +317,8 @@ def to_chat(req: ResponsesRequest, template_kwargs: dict[str, Any]) -> ChatReque
         parallel_tool_calls=req.parallel_tool_calls, max_completion_tokens=req.max_output_tokens,
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=1.0 if req.top_p is None else req.top_p, seed=req.seed,
-        chat_template_kwargs=template_kwargs or None)
+        chat_template_kwargs=template_kwargs or None,
+        response_format=req.text.format if req.text else None)
 
 
 # --- reply → response --------------------------------------------------------------------
@@ -372,7 +388,7 @@ class ResponseShell:
             "store": False,
             "temperature": 1.0 if req.temperature is None else req.temperature,
             "top_p": 1.0 if req.top_p is None else req.top_p,
-            "text": {"format": {"type": "text"}},
+            "text": {"format": (req.text.format if req.text else None) or {"type": "text"}},
             "tool_choice": req.tool_choice or "auto", "tools": tools,
             "truncation": "disabled", "usage": usage, "user": req.user,
             "metadata": req.metadata or {},
@@ -389,7 +405,7 @@ async def create_response(serving, req: ResponsesRequest):
     try:
         turn = serving.chat_turn(to_chat(req, template_kwargs), choice=choice, param="input")
     except APIError as e:
-        e.param = _PARAMS.get(e.param, e.param)
+        e.param = _param(e.param)
         raise
     headers = {REASONING_HEADER: note} if note else None
     shell = ResponseShell(req)
@@ -397,14 +413,40 @@ async def create_response(serving, req: ResponsesRequest):
         return StreamingResponse(_stream(serving, req, turn, shell), headers=headers,
                                  media_type="text/event-stream")
     budget = think_budget(req) if template_kwargs.get("enable_thinking") else None
-    ids, finish = await run_in_threadpool(generate_with_budget, serving, turn, req.seed, budget,
-                                          serving.think_ids())
+    if turn.params.constraint is not None:  # the grammar has no thinking block to budget
+        budget = None
+    ids, finish, logprobs = await run_in_threadpool(sample_reply, serving, turn, req.seed, budget,
+                                                    serving.think_ids())
     reply = serving.reply(turn, ids, finish)
     incomplete = reply.finish_reason == "length"
+    output = output_items(reply, incomplete)
+    if LOGPROBS in (req.include or []) or req.top_logprobs:
+        entries = await run_in_threadpool(text_logprobs, serving, req, turn, reply, ids, logprobs)
+        for item in output:
+            if item["type"] == "message":
+                item["content"][0]["logprobs"] = entries
     return SafeJSONResponse(shell.body(
-        status="incomplete" if incomplete else "completed",
-        output=output_items(reply, incomplete),
+        status="incomplete" if incomplete else "completed", output=output,
         usage=usage(turn, len(ids), reply.reasoning_tokens)), headers=headers)
+
+
+LOGPROBS = "message.output_text.logprobs"
+
+
+def text_logprobs(serving, req: ResponsesRequest, turn: ChatTurn, reply: Reply, ids: list[int],
+                  logprobs: list[float] | None) -> list[dict[str, Any]]:
+    """`include: ["message.output_text.logprobs"]`: each sampled token of the output text with
+    its log-prob (of the distribution sampled from: a grammar's mask included) and its
+    `top_logprobs` alternatives (of the unmasked model). Only where the text is all the
+    reply's tokens: a reply with a thinking block, tool calls or a forced head gets []."""
+    if logprobs is None or reply.calls or reply.reasoning is not None or turn.prefix:
+        return []
+    n = len(ids) - (1 if ids and ids[-1] in turn.params.stop_token_ids else 0)
+    ids, logprobs = ids[:n], logprobs[:n]
+    temperature = 1.0 if req.temperature is None else req.temperature
+    top = serving._top(turn.prompt, Completion(ids, logprobs, "stop"), temperature,
+                       req.top_logprobs or 0, turn.adapter)
+    return serving._logprobs_content(ids, logprobs, top, False)
 
 
 def _stream(serving, req: ResponsesRequest, turn: ChatTurn, shell: ResponseShell) -> Iterator[str]:

@@ -13,6 +13,7 @@ from typing import Iterator
 import torch
 
 from agentrft.engines.base import SamplingParams
+from agentrft.engines.constrained import guides_for
 from agentrft.engines.transformers_engine import sample_next
 from agentrft.models.kv_cache import cache_kwarg, cache_of
 from agentrft.models.toolcalls import OPEN
@@ -46,8 +47,9 @@ def stream_tokens(model, prompt: list[int], n: int, params: SamplingParams, *,
         stop = torch.tensor(params.stop_token_ids or [-1], device=device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         position = len(prompt)
+        guides = guides_for(params, n)
         for _ in range(params.max_new_tokens):
-            tok, logp = sample_next(logits, params, generator)
+            tok, logp = sample_next(logits, params, generator, guides)
             tok = torch.where(done, torch.full_like(tok, pad_token_id), tok)
             top = top_logprobs(logits, params.temperature, top_k) if top_k else [[] for _ in range(n)]
             done |= torch.isin(tok, stop)

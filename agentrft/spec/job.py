@@ -259,21 +259,32 @@ class Reinforcement(BaseModel):
     tools: list[ToolDecl] = Field(default_factory=list)
     max_episode_steps: int = Field(default=10, ge=1)  # tool calls allowed per rollout
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    # OpenAI's structured output for the final answer. Honouring it needs constrained decoding,
-    # which the engines do not have yet: accepting a schema and sampling free text would train
-    # the model on answers the user asked us to rule out, so anything but plain text is refused.
+    # OpenAI's structured output for the final answer (text | json_object | json_schema): the
+    # rollout's answering turn is decoded under its grammar (`agentrft.models.structured`).
     response_format: dict[str, Any] | None = None
     engine: EngineDecl | None = None  # agentrft's own: in-process (default) or a remote server
 
     @field_validator("response_format")
     @classmethod
-    def _plain_text_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value != {"type": "text"}:
-            raise ValueError(
-                f"response_format {{'type': {value.get('type')!r}}} is not supported yet "
-                "(constrained decoding is not implemented); remove it, or give {'type': 'text'} "
-                "or null, and check the answer's format in the grader instead")
+    def _readable_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from agentrft.models.structured import FormatError, read_format
+
+        try:
+            read_format(value, param="response_format")
+        except FormatError as e:
+            raise ValueError(f"{e.param}: {e}") from None
         return value
+
+    @model_validator(mode="after")
+    def _format_needs_local_engine(self) -> "Reinforcement":
+        from agentrft.models.structured import read_format
+
+        if self.engine is not None and self.engine.type in ("remote", "vllm") and \
+                read_format(self.response_format, param="response_format").is_json:
+            raise ValueError(f"response_format {self.response_format.get('type')!r} is decoded "
+                             f"under a grammar, which needs an in-process engine (transformers "
+                             f"or static), not {self.engine.type!r}")
+        return self
 
     @model_validator(mode="after")
     def _unique_tool_names(self) -> "Reinforcement":

@@ -18,6 +18,7 @@ from agentrft.engines.build import build_engine, check_engine
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader
 from agentrft.models.chat import ChatRenderer
+from agentrft.models.structured import read_format
 from agentrft.rollout.batcher import BatchingSampler
 from agentrft.rollout.loop import RolloutEnv
 from agentrft.graders.build import build_grader
@@ -150,5 +151,6 @@ def build_env(job: JobSpec, model, tokenizer, tools: dict[str, ToolClient], grad
                             max_new_tokens=hp.max_new_tokens, stop_token_ids=renderer.stop_token_ids)
     env = RolloutEnv(sampler=BatchingSampler(engine), renderer=renderer, tools=tools, params=params,
                      max_episode_steps=job.rl.max_episode_steps,
-                     max_rollout_tokens=hp.max_rollout_tokens, grader=grader)
+                     max_rollout_tokens=hp.max_rollout_tokens, grader=grader,
+                     answer_format=read_format(job.rl.response_format, param="response_format"))
     return env, engine
