@@ -26,6 +26,7 @@ from agentrft.spec.job import JobSpec, ToolDecl
 from agentrft.tools.base import ToolClient
 from agentrft.tools.http import HttpTool
 from agentrft.tools.python_tool import PythonTool
+from agentrft.train.policy import Policy
 
 GRADER_FIELD = "method.reinforcement.grader"
 
@@ -152,3 +153,13 @@ def build_env(job: JobSpec, model, tokenizer, tools: dict[str, ToolClient], grad
                      max_episode_steps=job.rl.max_episode_steps,
                      max_rollout_tokens=hp.max_rollout_tokens, grader=grader)
     return env, engine
+
+
+def build_policy(job: JobSpec, *, device: str, ray: str | None = None):
+    """The policy a job trains: this process (`training.strategy: single`), or a
+    `DistributedPolicy` over `training.world_size` ranks, on Ray actors when `ray` is given."""
+    if job.rl.training.strategy == "single":
+        return Policy(job.model, job.hp, device=device)
+    from agentrft.train.distributed import DistributedPolicy
+
+    return DistributedPolicy(job, device=device, ray=ray)

@@ -1,0 +1,105 @@
+"""The update step on 2 CPU ranks (gloo) equals the single-process step: DDP and FSDP, LoRA and
+full fine-tuning, on the tiny random model; checkpoints move between world sizes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from agentrft.errors import SpecError
+from agentrft.spec.job import parse_job
+from agentrft.train.distributed import DistributedPolicy, split_by_tokens
+from agentrft.train.loss import TrainSequence
+from agentrft.train.policy import Policy
+
+
+def job_for(model_dir, *, finetune="lora", strategy="single", world_size=1, **hp):
+    return parse_job({
+        "model": str(model_dir), "training_file": "unused.jsonl",
+        "method": {"type": "reinforcement", "reinforcement": {
+            "grader": {"type": "string_check", "name": "x", "input": "a", "reference": "a",
+                       "operation": "eq"},
+            "training": {"strategy": strategy, "world_size": world_size},
+            # micro-batches of 2 sequences: ranks run different numbers of them
+            "hyperparameters": {"finetune": finetune, "micro_batch_size": 2, **hp}}}})
+
+
+def batch(seed: int, vocab: int) -> list[TrainSequence]:
+    """Sequences of different lengths, loss on their tails, advantages of both signs, half with
+    the engine's log-probs (near a uniform model's) and half without (on-policy)."""
+    rng = random.Random(seed)
+    out = []
+    for i, n in enumerate([9, 23, 14, 31, 6, 17, 12]):
+        ids = [rng.randrange(3, vocab) for _ in range(n)]
+        start = rng.randrange(2, n - 2)
+        mask = [0] * start + [1] * (n - start)
+        behaviour = [rng.gauss(-10.8, 0.5) for _ in range(n)] if i % 2 else None
+        out.append(TrainSequence(ids, mask, rng.uniform(-1.5, 1.5), behaviour))
+    return out
+
+
+def trained(model, finetune: str) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()
+            if p.requires_grad or finetune == "full"}
+
+
+def assert_same_weights(a: dict, b: dict, before: dict) -> None:
+    assert a.keys() == b.keys()
+    moved = max(float((a[k] - before[k]).abs().max()) for k in a)
+    assert moved > 1e-6  # the step changed something, so equality below means something
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_tokens_are_split_evenly():
+    seqs = [TrainSequence([0] * n, [1] * n, 0.0) for n in [50, 40, 30, 20, 10, 10]]
+    parts = split_by_tokens(seqs, 2)
+    assert sorted(sum(len(s.token_ids) for s in p) for p in parts) == [80, 80]
+    assert sorted(len(s.token_ids) for p in parts for s in p) == [10, 10, 20, 30, 40, 50]
+    assert split_by_tokens(seqs[:1], 2)[1] == []  # a rank may get nothing
+
+
+def test_training_field_errors_name_the_field(tiny_model_dir):
+    with pytest.raises(SpecError, match=r"method\.reinforcement\.training.*world_size 2 needs"):
+        job_for(tiny_model_dir, world_size=2)
+    with pytest.raises(SpecError, match=r"method\.reinforcement\.training\.strategy"):
+        job_for(tiny_model_dir, strategy="zero3", world_size=2)
+    with pytest.raises(SpecError, match=r"method\.reinforcement\.training\.world_size"):
+        job_for(tiny_model_dir, strategy="ddp", world_size=0)
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_ranks_step_like_one_process(tiny_model_dir, tmp_path, strategy, finetune):
+    hp = {"kl_coef": 0.05} if finetune == "full" else {}  # the reference copy is sharded too
+    torch.manual_seed(0)
+    single = Policy(str(tiny_model_dir), job_for(tiny_model_dir, finetune=finetune, **hp).hp)
+    before = trained(single.model, finetune)
+    seqs = batch(1, len(single.tokenizer))
+    torch.manual_seed(0)  # the same fresh LoRA adapter
+    dist = DistributedPolicy(job_for(tiny_model_dir, finetune=finetune, strategy=strategy,
+                                     world_size=2, **hp))
+    try:
+        for name, value in trained(dist.model, finetune).items():
+            assert torch.equal(value, before[name]), name
+        ours, theirs = dist.update(seqs), single.update(seqs)
+        assert_same_weights(trained(dist.model, finetune), trained(single.model, finetune), before)
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+
+        # a world-size-2 checkpoint resumes in one process, optimizer state included
+        dist.save_weights(tmp_path / "ckpt", step=1)
+        torch.manual_seed(1)  # another fresh adapter, which the checkpoint must overwrite
+        resumed = Policy(str(tiny_model_dir), job_for(tiny_model_dir, finetune=finetune, **hp).hp)
+        resumed.load_weights(tmp_path / "ckpt")
+        assert_same_weights(trained(resumed.model, finetune), trained(single.model, finetune), before)
+        after_one = trained(single.model, finetune)
+        more = batch(2, len(single.tokenizer))
+        resumed.update(more), single.update(more), dist.update(more)
+        assert_same_weights(trained(resumed.model, finetune), trained(single.model, finetune), after_one)
+        assert_same_weights(trained(dist.model, finetune), trained(single.model, finetune), after_one)
+    finally:
+        dist.close()
