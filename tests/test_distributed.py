@@ -103,3 +103,64 @@ def test_two_ranks_step_like_one_process(tiny_model_dir, tmp_path, strategy, fin
         assert_same_weights(trained(dist.model, finetune), trained(single.model, finetune), after_one)
     finally:
         dist.close()
+
+
+def lookup_job(tmp_path, model_dir, *, max_steps: int, training: str):
+    from examples.lookup import task
+
+    task.write(tmp_path)
+    path = tmp_path / "job.yaml"
+    path.write_text(f"""model: {model_dir}
+training_file: train.jsonl
+validation_file: valid.jsonl
+seed: 3
+method:
+  type: reinforcement
+  reinforcement:
+    grader: {{type: python, name: len, callable: "tests.test_train_tiny:length_grade"}}
+    tools: [{{name: lookup, python: "examples.lookup.task:lookup"}}]
+    max_episode_steps: 2
+    training: {training}
+    hyperparameters: {{batch_size: 2, eval_interval: 1, eval_samples: 1, max_new_tokens: 12,
+                      max_steps: {max_steps}, micro_batch_size: 3}}
+""")
+    from agentrft.spec import load_job
+
+    return load_job(path)
+
+
+def test_a_job_trained_on_two_ranks_resumes_on_one_and_exports(tmp_path, tiny_model_dir):
+    import asyncio
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    from agentrft.models.export import export_model
+    from agentrft.models.loading import load_model
+    from agentrft.train.loop import Trainer
+
+    run = tmp_path / "run"
+    job = lookup_job(tmp_path, tiny_model_dir, max_steps=2,
+                     training="{strategy: fsdp, world_size: 2}")
+    metrics = asyncio.run(Trainer(job, run).run_async())
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    assert metrics[1]["trained_sequences"] > 0 and metrics[1]["grad_norm"] > 0
+    ckpt = run / "checkpoints" / "step_000002"
+    meta = json.loads((ckpt / "agentrft_checkpoint.json").read_text())
+    assert meta["training"] == {"strategy": "fsdp", "world_size": 2}
+
+    resumed = asyncio.run(Trainer(lookup_job(tmp_path, tiny_model_dir, max_steps=3,
+                                             training="{strategy: single}"), run)
+                          .run_async(resume=True))
+    assert [m["step"] for m in resumed] == [0, 1, 2, 3]
+    assert resumed[3]["trained_sequences"] > 0
+
+    out = export_model(str(ckpt), tmp_path / "exported")  # a plain HF directory, LoRA merged
+    plain = AutoModelForCausalLM.from_pretrained(out)
+    adapter = load_model(str(ckpt))  # the checkpoint as agentrft loads it: base + adapter
+    base = load_model(str(tiny_model_dir))
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        logits = plain(ids).logits
+        torch.testing.assert_close(logits, adapter(ids).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(logits, base(ids).logits, atol=1e-4)  # it did train
