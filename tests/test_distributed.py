@@ -164,3 +164,23 @@ def test_a_job_trained_on_two_ranks_resumes_on_one_and_exports(tmp_path, tiny_mo
         logits = plain(ids).logits
         torch.testing.assert_close(logits, adapter(ids).logits, rtol=1e-4, atol=1e-4)
         assert not torch.allclose(logits, base(ids).logits, atol=1e-4)  # it did train
+
+
+def test_ranks_as_ray_actors_step_like_one_process(tiny_model_dir):
+    import ray  # the [ray] extra; scripts/setup.sh installs it
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        torch.manual_seed(0)
+        single = Policy(str(tiny_model_dir), job_for(tiny_model_dir).hp)
+        before = trained(single.model, "lora")
+        seqs = batch(3, len(single.tokenizer))
+        torch.manual_seed(0)
+        dist = DistributedPolicy(job_for(tiny_model_dir, strategy="ddp", world_size=2), ray="local")
+        try:
+            dist.update(seqs), single.update(seqs)
+            assert_same_weights(trained(dist.model, "lora"), trained(single.model, "lora"), before)
+        finally:
+            dist.close()
+    finally:
+        ray.shutdown()
