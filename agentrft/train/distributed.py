@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from agentrft.errors import SpecError
 from agentrft.spec.job import JobSpec
 from agentrft.train.launch import LocalRanks, RankGroup, RayRanks, start_group
 from agentrft.train.loss import TrainSequence
@@ -74,6 +75,10 @@ class DistributedPolicy:
         self.host = Policy(job.model, hp.model_copy(update={"kl_coef": 0.0}), device=device)
         self.model, self.tokenizer = self.host.model, self.host.tokenizer
         n = training.world_size
+        if device.startswith("cuda") and not ray and n > torch.cuda.device_count():
+            raise SpecError(f"{n} ranks need {n} GPUs, and this machine has "
+                            f"{torch.cuda.device_count()} (or give --ray a cluster that has them)",
+                            field="method.reinforcement.training.world_size")
         threads = max(1, torch.get_num_threads() // n) if not device.startswith("cuda") else 1
         kwargs = [dict(rank=r, world_size=n, model_ref=job.model, hp=hp,
                        strategy=training.strategy, backend=backend_for(training.backend, device),

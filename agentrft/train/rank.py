@@ -285,6 +285,12 @@ class RankTrainer:
             self.policy.optimizer.load_state_dict({"state": state,
                                                    "param_groups": optimizer["param_groups"]})
 
+    def peak_memory_gib(self) -> float | None:
+        """This rank's peak CUDA memory (benchmarks); None on CPU."""
+        if not self.device.startswith("cuda"):
+            return None
+        return torch.cuda.max_memory_allocated(torch.device(self.device)) / 2**30
+
     def stop(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
