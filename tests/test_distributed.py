@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from agentrft.errors import SpecError
+from agentrft.errors import RankError, SpecError
 from agentrft.spec.job import parse_job
 from agentrft.train.distributed import DistributedPolicy, split_by_tokens
 from agentrft.train.loss import TrainSequence
@@ -101,6 +101,19 @@ def test_two_ranks_step_like_one_process(tiny_model_dir, tmp_path, strategy, fin
         resumed.update(more), single.update(more), dist.update(more)
         assert_same_weights(trained(resumed.model, finetune), trained(single.model, finetune), after_one)
         assert_same_weights(trained(dist.model, finetune), trained(single.model, finetune), after_one)
+
+        # and a one-process checkpoint loads into the ranks (weights and AdamW state)
+        single.update(batch(4, len(single.tokenizer)))  # now the two differ by a step
+        single.save_weights(tmp_path / "ckpt1", step=3)
+        dist.load_weights(tmp_path / "ckpt1")
+        after_three = trained(single.model, finetune)
+        last = batch(5, len(single.tokenizer))
+        dist.update(last), single.update(last)
+        assert_same_weights(trained(dist.model, finetune), trained(single.model, finetune), after_three)
+
+        # a rank that fails stops the group, and the error says which and why
+        with pytest.raises(RankError, match=r"rank 0 failed(.|\n)*lacks"):
+            dist.group.call_all("load", {"no.such.weight": torch.zeros(1)}, None)
     finally:
         dist.close()
 

@@ -19,8 +19,8 @@ FSDP runs collectives in every forward and backward, so all ranks run the same n
 micro-batches: one that runs out of sequences runs a two-token batch with no loss. Under FSDP
 the model is called through its root (full-vocabulary logits on every position) rather than
 as backbone and head, because calling the backbone alone would bypass the root's hooks that
-gather the embeddings and the head. Neither strategy uses the shared-prefix path of
-`Policy.update` (a prefix computed once per rank is still once per micro-batch group here).
+gather the embeddings and the head. Neither strategy uses `Policy.update`'s shared-prefix pass
+yet (under FSDP its separate backward would be one more collective to keep in lockstep).
 """
 
 from __future__ import annotations
