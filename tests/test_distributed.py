@@ -202,7 +202,12 @@ def test_ranks_as_ray_actors_step_like_one_process(tiny_model_dir):
 @pytest.mark.slow
 def test_the_lookup_job_learns_as_well_on_two_ranks(tmp_path):
     """The band of tests/test_learning.py (measured on one process over seeds 1-3: trained
-    0.757 ± 0.010, gain 0.410 ± 0.055), reached with the update split over 2 FSDP ranks."""
+    0.757 ± 0.010, gain 0.410 ± 0.055), reached with the update split over 2 FSDP ranks.
+
+    Not yet seen to pass: on the shared 2-core machine where it was written (load ~14) the
+    baseline eval alone ran over 35 minutes and the run was stopped. A step is the same update
+    as one process's up to float rounding (the tests above), so the band should hold; this
+    test is what checks it end to end on the bundled model."""
     from pathlib import Path
 
     from agentrft.spec import load_job
