@@ -71,14 +71,14 @@ class DistributedPolicy:
     def __init__(self, job: JobSpec, *, device: str = "cpu", ray: str | None = None):
         training, hp = job.rl.training, job.hp
         self.model_ref, self.hp, self.training = job.model, hp, training
-        # The host only samples and writes checkpoints: no KL reference copy (ranks hold theirs)
-        self.host = Policy(job.model, hp.model_copy(update={"kl_coef": 0.0}), device=device)
-        self.model, self.tokenizer = self.host.model, self.host.tokenizer
         n = training.world_size
         if device.startswith("cuda") and not ray and n > torch.cuda.device_count():
             raise SpecError(f"{n} ranks need {n} GPUs, and this machine has "
                             f"{torch.cuda.device_count()} (or give --ray a cluster that has them)",
                             field="method.reinforcement.training.world_size")
+        # The host only samples and writes checkpoints: no KL reference copy (ranks hold theirs)
+        self.host = Policy(job.model, hp.model_copy(update={"kl_coef": 0.0}), device=device)
+        self.model, self.tokenizer = self.host.model, self.host.tokenizer
         threads = max(1, torch.get_num_threads() // n) if not device.startswith("cuda") else 1
         kwargs = [dict(rank=r, world_size=n, model_ref=job.model, hp=hp,
                        strategy=training.strategy, backend=backend_for(training.backend, device),
