@@ -12,6 +12,7 @@
     │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
     ├── EngineError            an inference server failed or answered something unusable
     ├── CheckpointError        a checkpoint is missing or unreadable on --resume
+    ├── RankError              a rank of a distributed update step failed or died
     ├── JobStateError          a job's status does not allow the request (resuming a succeeded job)
     │   └── InvalidTransition  a status change the job store's transition table does not have
     └── TrainingPaused         `train()` only: the run paused itself (too many rollouts discarded)
@@ -71,6 +72,11 @@ class ToolInfraFailure(ToolError):
 class SandboxError(ToolInfraFailure):
     """A per-rollout sandbox cannot start or died: an infrastructure failure, so the rollout is
     discarded, never scored 0. (A command failing inside a sandbox is the model's business.)"""
+
+
+class RankError(AgentRFTError):
+    """A rank of a distributed update step (`agentrft.train.distributed`) raised or died; the
+    other ranks are stopped with it, since they would wait for it in the next collective."""
 
 
 class GraderError(AgentRFTError):

@@ -13,6 +13,11 @@ Ours: `Policy.update` on the same ids as `TrainSequence`s with random advantages
 `micro_batch_size` / `micro_batch_tokens` come from the flags, other hyperparameters from
 `--hp key=value` (e.g. `--hp gradient_checkpointing=true --hp precision=bf16`).
 
+Multi-rank row (`--rows ...,ranks`, on by default): the same step as `DistributedPolicy` over
+`--ranks` processes (default: every visible GPU; with fewer than 2 it prints that it was not
+measured), `--strategy fsdp` (default) or `ddp`, each rank on its own GPU; its batch is split
+across ranks by token count. Compare its tok/s with "ours" on one GPU.
+
 Printed per row: median step time over `--steps` steps after `--warmup` (CUDA synchronised
 around each), tok/s (all B × T tokens), peak `torch.cuda.max_memory_allocated`, and model
 FLOP utilisation = achieved model FLOP/s / `--peak-tflops` (default 989, H100 SXM dense bf16),
@@ -33,6 +38,8 @@ bundled model's GGUF is over one call's carry limit, so an earlier call with car
 CPU smoke (checks the code path; its figures are no result):
 
     .venv/bin/python bench/gpu_train.py --device cpu --batches 2x64 --warmup 1 --steps 2
+    .venv/bin/python bench/gpu_train.py --device cpu --batches 4x64 --warmup 1 --steps 2 \
+        --rows ours,ranks --ranks 2 --finetune lora     # the multi-rank row on gloo
 
 Agent-shaped data (a shared head, loss on the model's turns only), e.g. FinQA-lite's ~950-token
 head and ~250 tokens per rollout after it:
@@ -63,6 +70,7 @@ from agentrft.train.policy import Policy  # noqa: E402
 
 BASELINE = "HF model(labels=) + AdamW (baseline)"
 OURS = "agentrft Policy.update"
+RANKS = "agentrft DistributedPolicy"  # + strategy × ranks
 
 
 @dataclass
@@ -137,6 +145,35 @@ def run_ours(args, hp, ids_BT: torch.Tensor, loss_from: int, device: torch.devic
                note=efficiency_settings(hp))
 
 
+def run_ranks(args, hp, ids_BT: torch.Tensor, loss_from: int, device: torch.device) -> Row:
+    """The same step over `--ranks` processes (`training: {strategy, world_size}`), one GPU each.
+    Timed as the trainer sees it: the split, every rank's update and the pull of the trained
+    weights to the host model the engine samples from. Peak memory: the busiest rank's."""
+    from agentrft.spec.job import parse_job
+    from agentrft.train.distributed import DistributedPolicy
+
+    job = parse_job({"model": args.model, "training_file": "unused.jsonl", "method": {
+        "type": "reinforcement", "reinforcement": {
+            "grader": {"type": "string_check", "name": "x", "input": "a", "reference": "a",
+                       "operation": "eq"},
+            "training": {"strategy": args.strategy, "world_size": args.ranks},
+            "hyperparameters": hp.model_dump()}}})
+    policy = DistributedPolicy(job, device=str(device))
+    try:
+        T = ids_BT.shape[1]
+        mask = [0] * loss_from + [1] * (T - loss_from)
+        advantages = torch.randn(ids_BT.shape[0], generator=torch.Generator().manual_seed(1)).tolist()
+        seqs = [TrainSequence(row, mask, a) for row, a in zip(ids_BT.tolist(), advantages)]
+        times = time_steps(lambda: policy.update(seqs), device, args.warmup, args.steps)
+        peaks = [p for p in policy.group.call_all("peak_memory_gib") if p is not None]
+        return Row(f"{RANKS} {args.strategy}×{args.ranks}", median(times),
+                   max(peaks) if peaks else None,
+                   flops_per_token(policy.model, T, full_finetune=hp.finetune == "full"),
+                   note=f"per rank: B/{args.ranks}; incl. weight pull to the host")
+    finally:
+        policy.close()
+
+
 def measure(fn, name: str, *fn_args) -> Row:
     device = fn_args[-1]
     reset_peak_memory(device)
@@ -174,11 +211,18 @@ def main(argv: list[str] | None = None) -> None:
                     help="more hyperparameters for ours, e.g. gradient_checkpointing=true")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help=f"device peak for MFU (default {H100_SXM_BF16_TFLOPS:g} on CUDA, none on CPU)")
-    ap.add_argument("--rows", default="baseline,ours", help="which rows to run")
+    ap.add_argument("--rows", default="baseline,ours,ranks", help="which rows to run")
+    ap.add_argument("--ranks", type=int, default=None,
+                    help="ranks for the multi-rank row (default: every visible GPU; the row is "
+                         "skipped with fewer than 2)")
+    ap.add_argument("--strategy", choices=("ddp", "fsdp"), default="fsdp")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if args.ranks is None:
+        args.ranks = gpus
     peak = args.peak_tflops or (H100_SXM_BF16_TFLOPS if device.type == "cuda" else None)
     hp = Hyperparameters(finetune=args.finetune, micro_batch_size=args.micro_batch_size,
                          micro_batch_tokens=args.micro_batch_tokens, **parse_overrides(args.hp))
@@ -205,14 +249,25 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(measure(run_baseline, BASELINE, args, hp, ids, loss_from, device))
         if "ours" in args.rows:
             rows.append(measure(run_ours, OURS, args, hp, ids, loss_from, device))
+        if "ranks" in args.rows and args.ranks >= 2:
+            rows.append(measure(run_ranks, f"{RANKS} {args.strategy}×{args.ranks}", args, hp,
+                                ids, loss_from, device))
         for r in rows:
             tok_s = B * T / r.step_s if r.step_s else None
             mfu = (r.flops_per_token * tok_s / (peak * 1e12)
                    if tok_s and peak and r.flops_per_token else None)
             print(f"{f'{B}×{T}':<10}{r.name:<40}{fmt(r.step_s, '.3f', 'OOM'):>9}"
                   f"{fmt(tok_s, ',.0f'):>11}{fmt(r.peak_gib, '.1f'):>10}{fmt(mfu, '.1%'):>8}  {r.note}")
-        if len(rows) == 2 and all(r.step_s for r in rows):
-            print(f"{'':<10}ours / baseline tok/s: {rows[0].step_s / rows[1].step_s:.2f}x")
+        times = {r.name: r.step_s for r in rows if r.step_s}
+        if BASELINE in times and OURS in times:
+            print(f"{'':<10}ours / baseline tok/s: {times[BASELINE] / times[OURS]:.2f}x")
+        ranked = [r for r in rows if r.name.startswith(RANKS) and r.step_s]
+        if ranked and OURS in times:
+            print(f"{'':<10}{args.ranks} ranks / one process tok/s: "
+                  f"{times[OURS] / ranked[0].step_s:.2f}x")
+    if "ranks" in args.rows and args.ranks < 2:
+        print(f"# multi-rank row: not measured ({gpus} GPU visible; it needs 2 or more, or "
+              f"--ranks N)")
 
 
 def load_model_vocab(ref: str) -> int:

@@ -111,6 +111,18 @@ def policy_weights(policy) -> dict[str, Any]:
     return {k: v.detach().to("cpu") for k, v in state.items()}
 
 
+def connect_ray(address: str) -> None:
+    """Join the cluster at `address` (or `auto`), or start a fresh one-machine instance for
+    `local` (tests, one box); nothing when this process is connected already."""
+    import ray
+
+    if not ray.is_initialized():
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+
 class RayRolloutPool:
     def __init__(self, job: JobSpec, *, address: str = "auto", workers: int = 2,
                  device: str = "cpu", cpus_per_worker: float = 1.0,
@@ -118,11 +130,7 @@ class RayRolloutPool:
         check_ray_engine(job)
         import ray
 
-        if not ray.is_initialized():
-            if address == "local":  # a fresh single-machine instance (tests, one box)
-                ray.init(include_dashboard=False, log_to_driver=False)
-            else:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        connect_ray(address)
         self.job, self.on_event = job, on_event
         self.rerun_rollouts = 0  # totals over the pool's life
         self.discarded_rollouts = 0

@@ -142,6 +142,29 @@ class EngineDecl(BaseModel):
         return self
 
 
+class TrainingDecl(BaseModel):
+    """How many processes run the update step (`agentrft.train.distributed`):
+
+        training: {strategy: fsdp, world_size: 4}
+
+    `single`: in this process (the default). `ddp`: `world_size` ranks, each a full replica,
+    gradients summed across ranks. `fsdp`: `world_size` ranks, parameters, gradients and
+    optimizer state sharded (FSDP2 `fully_shard`). Ranks are processes on this machine, or
+    Ray actors (one per GPU) with `agentrft train --ray`."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: Literal["single", "ddp", "fsdp"] = "single"
+    world_size: int = Field(default=1, ge=1)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # auto: nccl on CUDA, gloo on CPU
+
+    @model_validator(mode="after")
+    def _one_process_is_single(self) -> "TrainingDecl":
+        if self.strategy == "single" and self.world_size != 1:
+            raise ValueError(f"world_size {self.world_size} needs strategy 'ddp' or 'fsdp' "
+                             "('single' trains in one process)")
+        return self
+
+
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -263,6 +286,7 @@ class Reinforcement(BaseModel):
     # rollout's answering turn is decoded under its grammar (`agentrft.models.structured`).
     response_format: dict[str, Any] | None = None
     engine: EngineDecl | None = None  # agentrft's own: in-process (default) or a remote server
+    training: TrainingDecl = Field(default_factory=TrainingDecl)  # agentrft's own: ranks for the update
 
     @field_validator("response_format")
     @classmethod

@@ -42,7 +42,7 @@ from agentrft.train.pipeline import RolloutPipeline
 from agentrft.train.policy import Policy
 from agentrft.train.readiness import NotReady, Readiness, StallWatch
 from agentrft.train.records import RunDir
-from agentrft.train.setup import build_env, build_tools, preflight, validate_job
+from agentrft.train.setup import build_env, build_policy, build_tools, preflight, validate_job
 
 
 STALL_STEPS = 3  # this many steps in a row with no trained sequence raise a warning event
@@ -186,7 +186,7 @@ class Trainer:
         pipeline = None
         try:
             await preflight(tools)
-            policy = self.policy = Policy(job.model, hp, device=self.device)
+            policy = self.policy = build_policy(job, device=self.device, ray=self.ray)
             env = self._env(policy, tools)
             if self.ray:
                 from agentrft.rollout.ray_pool import RayRolloutPool
@@ -257,6 +257,8 @@ class Trainer:
                 self.engine.close()  # a server the engine started ends with the job
             if self.pool is not None:
                 self.pool.shutdown()
+            if self.policy is not None:
+                self.policy.close()  # a distributed policy's ranks end with the job
             for t in tools.values():
                 await t.aclose()
 

@@ -223,6 +223,9 @@ class Policy:
             out["is_ratio_max"] = ratio_max
         return out
 
+    def close(self) -> None:
+        """Nothing to release in one process (a `DistributedPolicy` stops its ranks)."""
+
     # --- checkpoints -------------------------------------------------------------------------
 
     def save_weights(self, directory: Path, *, step: int) -> None:

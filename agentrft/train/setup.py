@@ -27,6 +27,7 @@ from agentrft.spec.job import JobSpec, ToolDecl
 from agentrft.tools.base import ToolClient
 from agentrft.tools.http import HttpTool
 from agentrft.tools.python_tool import PythonTool
+from agentrft.train.policy import Policy
 
 GRADER_FIELD = "method.reinforcement.grader"
 
@@ -154,3 +155,13 @@ def build_env(job: JobSpec, model, tokenizer, tools: dict[str, ToolClient], grad
                      max_rollout_tokens=hp.max_rollout_tokens, grader=grader,
                      answer_format=read_format(job.rl.response_format, param="response_format"))
     return env, engine
+
+
+def build_policy(job: JobSpec, *, device: str, ray: str | None = None):
+    """The policy a job trains: this process (`training.strategy: single`), or a
+    `DistributedPolicy` over `training.world_size` ranks, on Ray actors when `ray` is given."""
+    if job.rl.training.strategy == "single":
+        return Policy(job.model, job.hp, device=device)
+    from agentrft.train.distributed import DistributedPolicy
+
+    return DistributedPolicy(job, device=device, ray=ray)
