@@ -6,6 +6,7 @@ checked on hand-built trajectories in tests/test_importance_sampling.py.
 """
 
 import asyncio
+import copy
 import json
 import os
 import signal
@@ -102,7 +103,7 @@ def test_pipeline_cancel_drops_steps_sampled_ahead():
 # --- the sampler's copy ---------------------------------------------------------------------
 
 def test_snapshot_engine_samples_its_copy_until_synced(tiny_model):
-    model = tiny_model
+    model = copy.deepcopy(tiny_model)  # the fixture is shared by the session: leave it as it is
     built = []
     engine = SnapshotEngine(model, lambda copy: built.append(copy) or _Recorder(copy))
     assert built[0] is not model
