@@ -191,18 +191,19 @@ def server_engine_job(tmp_path, model_dir, engine: str):
 
 @pytest.mark.parametrize("engine", ["vllm", "remote"])
 def test_ray_with_a_server_engine_is_refused_before_anything_starts(tmp_path, tiny_model_dir,
-                                                                    engine, capsys):
+                                                                    engine, capsys, monkeypatch):
     from agentrft.cli import main
     from agentrft.errors import SpecError
 
     path, job = server_engine_job(tmp_path, tiny_model_dir, engine)
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("ray.init before the check"))
     with pytest.raises(SpecError, match="--ray") as caught:
         Trainer(job, tmp_path / "run", ray="local")
     assert caught.value.field == "method.reinforcement.engine.type"
     assert f"engine type {engine!r}" in str(caught.value)
     with pytest.raises(SpecError, match="in-process engine"):
         RayRolloutPool(job, address="local")
-    assert not ray.is_initialized()  # refused before connecting to (or starting) a cluster
+    # refused before connecting to (or starting) a cluster: ray.init above would have failed
 
     assert main(["train", str(path), "--out", str(tmp_path / "cli-run"), "--ray", "local", "--quiet"]) == 2
     err = capsys.readouterr().err
