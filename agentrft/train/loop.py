@@ -234,6 +234,7 @@ class Trainer:
                 if outage is not None:  # the step is redone on resume
                     message, data = outage
                     return self._pause(step, policy, message, reason=message, data=data)
+                shape_rewards(rollouts, self.job)
                 if step == 0:
                     self._check_readiness(rollouts)  # NotReady: nothing here can be learned
                 metrics = await self._train_step(step, policy, rows, rollouts)
@@ -276,10 +277,9 @@ class Trainer:
 
     async def _train_step(self, step: int, policy: Policy, rows: list[tuple[int, DatasetRow]],
                           rollouts: list[Rollout]) -> dict[str, Any]:
-        """Rewards → advantages → one update, from a step's sampled rollouts; its metrics.
+        """Shaped rewards → advantages → one update, from a step's rollouts; its metrics.
         The update runs in a worker thread, so rollouts sampled ahead keep going meanwhile."""
         t_sampled = time.perf_counter()
-        shape_rewards(rollouts, self.job)
         seqs, zero_variance = training_sequences(rollouts, self.job)
         update = await asyncio.to_thread(policy.update, seqs) if seqs else {}
         release_free_memory()  # the update's activations: back to the OS before the next rollouts
@@ -316,7 +316,6 @@ class Trainer:
         """The first step's groups, before any update: can they teach anything? Always an
         event (zero-variance, never-solved and always-solved shares, best-of-N); raises
         NotReady, with advice, when every group is flat and `readiness_gate` is on."""
-        shape_rewards(rollouts, self.job)
         groups: dict[int, list[float]] = {}
         for r in rollouts:
             if not r.discarded and r.shaped_reward is not None:
