@@ -226,7 +226,6 @@ class Trainer:
                     self.outcome = "cancelled"
                     return self.run.read_metrics()
                 t0 = time.perf_counter()
-                rows = step_rows(self.validated.train_rows, step, hp.rows_per_step, self.seed)
                 # sampled now, or started earlier while a previous step trained (max_staleness)
                 rollouts, staleness = await pipeline.take(step)
                 t_sampled = time.perf_counter()
@@ -237,7 +236,7 @@ class Trainer:
                 shape_rewards(rollouts, self.job)
                 if step == 0:
                     self._check_readiness(rollouts)  # NotReady: nothing here can be learned
-                metrics = await self._train_step(step, policy, rows, rollouts)
+                metrics = await self._train_step(step, policy, rollouts)
                 metrics.update({"timing.sampling": t_sampled - t0, "policy_staleness": staleness})
                 done = self.policy_version = step + 1  # what the sampler now holds
                 if done % hp.eval_every == 0 or done == self.total_steps:
@@ -275,8 +274,8 @@ class Trainer:
             return await self.pool.run_rollouts(rows)
         return await run_rollouts(rows, env)
 
-    async def _train_step(self, step: int, policy: Policy, rows: list[tuple[int, DatasetRow]],
-                          rollouts: list[Rollout]) -> dict[str, Any]:
+    async def _train_step(self, step: int, policy: Policy, rollouts: list[Rollout]
+                          ) -> dict[str, Any]:
         """Shaped rewards → advantages → one update, from a step's rollouts; its metrics.
         The update runs in a worker thread, so rollouts sampled ahead keep going meanwhile."""
         t_sampled = time.perf_counter()
@@ -294,7 +293,8 @@ class Trainer:
         return {
             "step": step + 1,
             **rollout_metrics(rollouts, "train"),
-            "zero_variance_groups": float(zero_variance), "groups": float(len(rows)),
+            "zero_variance_groups": float(zero_variance),
+            "groups": float(len({r.row_index for r in rollouts})),
             "rollouts": float(len(rollouts)), "trained_sequences": float(len(seqs)), **ray,
             **update, **self.engine.step_metrics(),
             "timing.grading": grading,
