@@ -108,6 +108,18 @@ def decoder_layers(model) -> torch.nn.ModuleList | None:
     return layers if isinstance(layers, torch.nn.ModuleList) else None
 
 
+def adamw(params: list[torch.nn.Parameter], *, lr: float) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one for these tensors (CPU and CUDA). On
+    the 2-core CPU a full fine-tune step of SmolLM2-135M took 0.53 s fused against 4.08 s
+    with the default `foreach` kernel (best of 15 each, same run, load 8.5; medians 1.35 s
+    against 13.97 s): `bench/optimizer_step.py`. foreach allocates temporaries the size of
+    the model; fused updates each tensor in one pass. Same algorithm and state layout."""
+    fusable = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point
+                  and type(p.data) is torch.Tensor for p in params)  # not DTensor shards
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0,
+                             **({"fused": True} if fusable and params else {}))
+
+
 class Policy:
     def __init__(self, model_ref: str, hp: Hyperparameters, *, device: str = "cpu"):
         self.model_ref, self.hp, self.device = model_ref, hp, torch.device(device)
@@ -131,8 +143,7 @@ class Policy:
         split = backbone_and_head(model)
         self.packed = hp.pack_sequences and split is not None and can_pack(split[0])
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, betas=(0.9, 0.99),
-                                           weight_decay=0.0)
+        self.optimizer = adamw(params, lr=hp.learning_rate)
 
     @property
     def pad_id(self) -> int:
