@@ -92,8 +92,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
     elif not api_keys:
         print("agentrft server: no API key given; serving on loopback only, without auth",
               file=sys.stderr)
-    from agentrft.graders.sandbox import isolation_summary as grader_isolation
-    from agentrft.tools.sandbox.factory import isolation_summary as tool_isolation
+    from agentrft.sandbox.factory import isolation_summary as tool_isolation
+    from agentrft.sandbox.process import isolation_summary as grader_isolation
 
     # which isolation is in force for untrusted code, said once where the operator looks
     for line in (grader_isolation(), tool_isolation()):
