@@ -46,7 +46,7 @@ from agentrft.httpio import describe_error
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.errors import GraderError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 from agentrft.retry import Again, GaveUp, retry
 
 LOCAL_DEFAULT_MAX_TOKENS = 512  # a local judge has no server-side cap; bound its CPU time

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from agentrft.errors import SpecError, ToolUnreachable
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome
 from agentrft.sandbox.limits import SandboxLimits
 from agentrft.sandbox.workspace import ExecResult, SandboxError, Workspace, WorkspaceBackend
