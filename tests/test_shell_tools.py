@@ -115,7 +115,7 @@ async def test_rollout_closes_its_sandbox_and_counts_parallel_calls(repos, token
     from agentrft.engines.base import SamplingParams
     from agentrft.models.chat import ChatRenderer
     from agentrft.models.toolcalls import format_call
-    from agentrft.rollout.batcher import BatchingSampler
+    from agentrft.engines.batcher import BatchingSampler
     from tests.test_rollout_http import ScriptedEngine
 
     question = "Which files define parse_header?"
@@ -271,7 +271,7 @@ async def test_cancelled_rollout_closes_its_sandbox(repos, tokenizer):
     from agentrft.engines.base import SamplingParams
     from agentrft.models.chat import ChatRenderer
     from agentrft.models.toolcalls import format_call
-    from agentrft.rollout.batcher import BatchingSampler
+    from agentrft.engines.batcher import BatchingSampler
     from tests.test_rollout_http import ScriptedEngine
 
     question = "slow?"

@@ -87,7 +87,7 @@ class RolloutWorker:
 
         if weights is not None:
             self._load(weights)
-        self.engine.generator.manual_seed(seed)
+        self.engine.reseed(seed)
         return self.loop.run_until_complete(run_rollouts(rows, self.env))
 
     def _load(self, weights: dict[str, Any]) -> None:

@@ -174,7 +174,7 @@ class Trainer:
 
     def _checkpoint(self, policy: Policy, step: int, metrics: dict[str, Any]) -> None:
         kept = {k: v for k, v in metrics.items() if "reward" in k}
-        path = save_checkpoint(self.run.path, step, policy, engine_generator=self.engine.generator,
+        path = save_checkpoint(self.run.path, step, policy, engine=self.engine,
                                state={"metrics": kept})
         if self.on_checkpoint:
             self.on_checkpoint(step, path, kept)
@@ -197,7 +197,7 @@ class Trainer:
             start = 0
             checkpoint = latest_checkpoint(self.run.path) if resume else None
             if checkpoint is not None:
-                state = load_checkpoint(checkpoint, policy, engine_generator=self.engine.generator)
+                state = load_checkpoint(checkpoint, policy, engine=self.engine)
                 self.engine.sync_weights(policy.model)  # a remote engine gets the loaded weights
                 start = state["step"]
                 self.run.truncate_after(start)
