@@ -40,9 +40,6 @@ LAYERS: list[set[str]] = [
 # (importing module, imported module) pairs allowed to break the rules, with the reason.
 ALLOWED: dict[tuple[str, str], str] = {
     ("agentrft.models.loading", "agentrft.jobs.store"): "ft: resolution moves to the entry points (issue 21, not done yet)",
-    ("agentrft.rollout.ray_pool", "agentrft.train.policy"): "ray_pool moves into train/ (issue 21, not done yet)",
-    ("agentrft.rollout.ray_pool", "agentrft.train.setup"): "ray_pool moves into train/ (issue 21, not done yet)",
-    ("agentrft.train.launch", "agentrft.rollout.ray_pool"): "ray_pool moves into train/ (issue 21, not done yet)",
     ("agentrft.serving.app", "agentrft.server.encoding"): "the shared web pieces move to web/ (issue 21, not done yet)",
     ("agentrft.serving.app", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
     ("agentrft.serving.app", "agentrft.server.middleware"): "the shared web pieces move to web/ (issue 21, not done yet)",

@@ -137,7 +137,7 @@ class Trainer:
         self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
         if ray:
-            from agentrft.rollout.ray_pool import check_ray_engine
+            from agentrft.train.ray_pool import check_ray_engine
 
             check_ray_engine(job)  # before a model is loaded or a server started
             if job.hp.max_staleness:
@@ -189,7 +189,7 @@ class Trainer:
             policy = self.policy = build_policy(job, device=self.device, ray=self.ray)
             env = self._env(policy, tools)
             if self.ray:
-                from agentrft.rollout.ray_pool import RayRolloutPool
+                from agentrft.train.ray_pool import RayRolloutPool
 
                 self.pool = RayRolloutPool(job, address=self.ray, workers=self.ray_workers,
                                            device=self.device, on_event=self.run.log_event)
