@@ -50,11 +50,6 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("agentrft.serving.responses", "agentrft.server.encoding"): "the shared web pieces move to web/ (issue 21, not done yet)",
     ("agentrft.serving.responses", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
     ("agentrft.serving.run", "agentrft.server.run"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.graders.endpoint", "agentrft.graders.build"): "a grader registry the graders do not import back (issue 21, not done yet)",
-    ("agentrft.graders.model_grader_config", "agentrft.graders.build"): "a grader registry the graders do not import back (issue 21, not done yet)",
-    ("agentrft.graders.multi", "agentrft.graders.build"): "a grader registry the graders do not import back (issue 21, not done yet)",
-    ("agentrft.graders.python_source", "agentrft.graders.build"): "a grader registry the graders do not import back (issue 21, not done yet)",
-    ("agentrft.graders.text_similarity", "agentrft.graders.build"): "a grader registry the graders do not import back (issue 21, not done yet)",
 }
 
 ROOT = Path(os.environ.get("AGENTRFT_ROOT", Path(__file__).resolve().parents[1])) / "agentrft"

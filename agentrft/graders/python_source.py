@@ -149,7 +149,7 @@ class PythonSourceGrader(Grader):
 
 def from_config(config: dict[str, Any]) -> PythonSourceGrader:
     """`{"type": "python", "name", "source", "pass_threshold"?, "image_tag"?}` → grader."""
-    from agentrft.graders.build import check_fields, optional_number  # build imports us lazily
+    from agentrft.graders.fields import check_fields, optional_number
 
     strings = {k: v for k, v in config.items() if k != "pass_threshold"}
     fields = check_fields(strings, required=("name", "source"), optional=("image_tag",))
