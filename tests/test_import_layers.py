@@ -40,16 +40,6 @@ LAYERS: list[set[str]] = [
 # (importing module, imported module) pairs allowed to break the rules, with the reason.
 ALLOWED: dict[tuple[str, str], str] = {
     ("agentrft.models.loading", "agentrft.jobs.store"): "ft: resolution moves to the entry points (issue 21, not done yet)",
-    ("agentrft.serving.app", "agentrft.server.encoding"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.app", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.app", "agentrft.server.middleware"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.chat_turn", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.embeddings", "agentrft.server.encoding"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.embeddings", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.pool", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.responses", "agentrft.server.encoding"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.responses", "agentrft.server.errors"): "the shared web pieces move to web/ (issue 21, not done yet)",
-    ("agentrft.serving.run", "agentrft.server.run"): "the shared web pieces move to web/ (issue 21, not done yet)",
 }
 
 ROOT = Path(os.environ.get("AGENTRFT_ROOT", Path(__file__).resolve().parents[1])) / "agentrft"

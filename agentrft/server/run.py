@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+from agentrft.web import LOOPBACK
+
 log = logging.getLogger("agentrft.server")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class WorkerSupervisor:
