@@ -8,7 +8,7 @@ fails otherwise, and on any circle of modules importing each other)::
     server/                     the jobs HTTP API, dashboard, `agentrft server` (hosts serving/)
     serving/                    OpenAI-compatible inference for a model or a pool of them
     web/                        what both HTTP apps share: error bodies, JSON encoding, middleware
-    jobs/                       job store (SQLite), worker, service, `ft:` model names
+    jobs/                       job store (SQLite), worker, service
     analysis/                   reading finished runs: comparisons, plots, report, alarms
     train/                      the loop, policy, loss, checkpoints, eval, ranks, rollouts on Ray
     rollout/                    one agent episode: render, generate, call tools, grade
@@ -23,8 +23,11 @@ fails otherwise, and on any circle of modules importing each other)::
 
 Why this order: everything below `rollout` is a part that one rollout uses and that knows
 nothing of training; `train` composes them; `analysis` only reads what a run wrote; `jobs`
-runs training for the HTTP API; entry points (`server`, `serving`, `cli`) sit on top, and so
-does anything that needs the jobs database (`ft:` model names resolve there, not in `models`).
+runs training for the HTTP API; entry points (`server`, `serving`, `cli`) sit on top.
+One exception remains, listed in the test: `models.loading` looks `ft:` model names up in the
+jobs database (lazily). Rank subprocesses and Ray workers load the job's `model:` themselves,
+so moving the look-up to the entry points means resolving the spec before they start, which
+changes what a checkpoint records as its base: a decision of its own, not a move.
 `spec` sits above `models` because a job spec's `response_format` is read by
 `models.structured`.
 """
