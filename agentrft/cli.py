@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     if getattr(args, "allow_unsandboxed_code", False):
-        from agentrft.graders.sandbox import ALLOW_UNSANDBOXED_ENV
+        from agentrft.sandbox.process import ALLOW_UNSANDBOXED_ENV
 
         os.environ[ALLOW_UNSANDBOXED_ENV] = "1"  # the server's worker processes inherit it
     try:

@@ -7,7 +7,7 @@
     ├── ToolError
     │   ├── ToolUnreachable    preflight: a tool server does not answer before training starts
     │   └── ToolInfraFailure   retries exhausted (5xx, timeout, connection): the rollout is discarded
-    │       └── SandboxError   a rollout's sandbox cannot start or died (agentrft.tools.sandbox)
+    │       └── SandboxError   a rollout's sandbox cannot start or died (agentrft.sandbox)
     ├── GraderError
     │   └── GraderInfraFailure the grader could not produce a score: the rollout is discarded
     ├── EngineError            an inference server failed or answered something unusable

@@ -54,7 +54,7 @@ from agentrft.graders.python_callable import PythonCallableGrader  # noqa: E402
 from agentrft.loopback import LoopbackServer  # noqa: E402
 from agentrft.models.chat import ChatRenderer  # noqa: E402
 from agentrft.models.loading import load_model, load_tokenizer  # noqa: E402
-from agentrft.rollout.batcher import BatchingSampler  # noqa: E402
+from agentrft.engines.batcher import BatchingSampler  # noqa: E402
 from agentrft.rollout.loop import RolloutEnv, run_rollouts  # noqa: E402
 from agentrft.spec.dataset import DatasetRow  # noqa: E402
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome  # noqa: E402

@@ -32,8 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agentrft.graders.sandbox_procs import UID_POOL  # noqa: E402
-from agentrft.tools.sandbox import WorkspaceLimits, make_backend  # noqa: E402
+from agentrft.sandbox import SandboxLimits, make_backend  # noqa: E402
+from agentrft.sandbox.procs import UID_POOL  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -54,7 +54,7 @@ def default_source() -> str:
 
 async def burst(n: int, backend_name: str, source: str) -> dict:
     backend = make_backend(backend_name)
-    limits = WorkspaceLimits()
+    limits = SandboxLimits()
     starts: list[float] = []
 
     async def one(i: int) -> bool:

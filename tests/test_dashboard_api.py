@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from agentrft.analysis.traces import RolloutIndex, quartiles, tool_call_distribution
 from agentrft.server import create_app
-from agentrft.server.middleware import SESSION_COOKIE
+from agentrft.web.middleware import SESSION_COOKIE
 from tests.dashboard_fixtures import synthesize_job
 
 KEY = "sk-dash"

@@ -13,7 +13,7 @@ from agentrft.graders import build
 from agentrft.graders.build import build_grader, grader_types, register_grader_type
 from agentrft.graders.python_callable import PythonCallableGrader
 from agentrft.graders.string_check import StringCheckGrader
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 from tests import grader_fixtures
 
 SAMPLE = {

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 from openai import OpenAI
 
-from agentrft.graders.sandbox import bwrap_problem
+from agentrft.sandbox.process import bwrap_problem
 from tests.serving_fixtures import free_port
 from tests.system_parts import require_system
 from tests.test_server_sdk import KEY, Server, wait_for

@@ -20,15 +20,16 @@ import pytest
 from agentrft.errors import SpecError
 from agentrft.graders.base import DETAIL_KEYS, ERROR_KEYS
 from agentrft.graders.python_source import MAX_SOURCE_BYTES, PythonSourceGrader, from_config
-from agentrft.graders.sandbox import (DEFAULT_UIDS, BwrapSandbox, SandboxLimits, SubprocessSandbox,
-                                      bwrap_problem, default_sandbox)
+from agentrft.sandbox.limits import PYTHON_GRADER_LIMITS, SandboxLimits
+from agentrft.sandbox.process import (DEFAULT_UIDS, BwrapSandbox, SubprocessSandbox, bwrap_problem,
+                                      default_sandbox)
 from tests.system_parts import require_system
 
 SAMPLE = {"output_text": "Paris", "output_json": None, "output_tools": [], "choices": [],
           "output_reasoning_summary": None, "trajectory": []}
 ITEM = {"answer": "Paris"}
-LIMITS = SandboxLimits(cpu_seconds=2, memory_bytes=256 * 2**20, max_processes=16,
-                       wall_seconds=10, output_bytes=64 * 1024, tmp_bytes=8 * 2**20)
+LIMITS = PYTHON_GRADER_LIMITS.with_(cpu_seconds=2, memory_bytes=256 * 2**20, max_processes=16,
+                                    wall_seconds=10, output_bytes=64 * 1024, tmp_bytes=8 * 2**20)
 RUNTIME = "python_grader_runtime_error"
 
 
@@ -240,7 +241,7 @@ async def test_writes_outside_scratch_are_refused(sandbox, tmp_path):
 
 
 async def test_endless_loop_ends_at_the_cpu_limit(sandbox):
-    limits = SandboxLimits(cpu_seconds=1, wall_seconds=20)
+    limits = PYTHON_GRADER_LIMITS.with_(cpu_seconds=1, wall_seconds=20)
     start = time.monotonic()
     result = await grade(make("def grade(s, i):\n    while True:\n        pass\n", sandbox, limits))
     assert_runtime_error(result, "CPU time limit")
@@ -248,7 +249,7 @@ async def test_endless_loop_ends_at_the_cpu_limit(sandbox):
 
 
 async def test_sleeping_forever_ends_at_the_wall_clock_limit(sandbox):
-    limits = SandboxLimits(wall_seconds=1)
+    limits = PYTHON_GRADER_LIMITS.with_(wall_seconds=1)
     source = "import time\ndef grade(s, i):\n    time.sleep(3600)\n"
     start = time.monotonic()
     assert_runtime_error(await grade(make(source, sandbox, limits)), "wall-clock limit")
@@ -281,7 +282,7 @@ async def test_stubborn_fork_bomb_that_escapes_its_session_is_killed(sandbox):
               "                os.setsid()\n"
               "        except OSError:\n"
               "            pass\n")
-    limits = SandboxLimits(cpu_seconds=2, max_processes=16, wall_seconds=2)
+    limits = PYTHON_GRADER_LIMITS.with_(cpu_seconds=2, max_processes=16, wall_seconds=2)
     start = time.monotonic()
     assert_runtime_error(await grade(make(source, sandbox, limits)), "limit")
     assert time.monotonic() - start < 6

@@ -15,7 +15,7 @@ import pytest
 import ray  # the [ray] extra; scripts/setup.sh installs it (an import error fails)
 
 from agentrft.rollout.loop import run_rollouts  # noqa: E402
-from agentrft.rollout.ray_pool import RayRolloutPool  # noqa: E402
+from agentrft.train.ray_pool import RayRolloutPool  # noqa: E402
 from agentrft.train.loop import Trainer  # noqa: E402
 from agentrft.train.policy import Policy  # noqa: E402
 from agentrft.train.setup import build_env, build_tools, validate_job  # noqa: E402

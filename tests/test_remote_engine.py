@@ -196,4 +196,4 @@ def test_seeds_are_sent_unless_the_server_is_vllms_cpu_build():
     forced.generate([[1, 2]], params)
     assert "seed" not in bodies[-1]
     # the generator advances either way: a checkpoint's RNG state means the same with or without
-    assert forced.generator.get_state().equal(gpu.generator.get_state())
+    assert forced.rng_state().equal(gpu.rng_state())

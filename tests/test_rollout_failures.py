@@ -14,7 +14,7 @@ import pytest
 
 from agentrft.engines.base import Engine, SamplingParams
 from agentrft.errors import EngineError
-from agentrft.rollout.batcher import BatchingSampler
+from agentrft.engines.batcher import BatchingSampler
 from agentrft.rollout.loop import RolloutEnv, run_rollout, run_rollouts
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome
 from agentrft.tools.python_tool import PythonTool

@@ -23,7 +23,7 @@ from agentrft.graders.base import Grader, GraderResult
 from agentrft.graders.python_callable import PythonCallableGrader
 from agentrft.graders.string_check import StringCheckGrader
 from agentrft.models.toolcalls import format_call
-from agentrft.rollout.batcher import BatchingSampler
+from agentrft.engines.batcher import BatchingSampler
 from agentrft.rollout.loop import RolloutEnv, run_rollout, run_rollouts
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow

@@ -18,16 +18,16 @@ import time
 
 import pytest
 
-from agentrft.graders.sandbox_procs import UID_POOL
-from agentrft.tools.sandbox import SandboxError, WorkspaceLimits
-from agentrft.tools.sandbox.bwrap import BwrapBackend
+from agentrft.sandbox import SandboxError, SandboxLimits
+from agentrft.sandbox.bwrap_workspace import BwrapBackend
+from agentrft.sandbox.procs import UID_POOL
 from agentrft.tools.shell_tools import SandboxPool
 from tests.system_parts import needs_system
 
 pytestmark = needs_system("the bwrap sandbox backend", BwrapBackend.available())
 
-LIMITS = WorkspaceLimits(wall_seconds=8, cpu_seconds=5, max_processes=32,
-                         output_bytes=64 << 10, workspace_bytes=32 << 20, tmp_bytes=16 << 20)
+LIMITS = SandboxLimits(wall_seconds=8, cpu_seconds=5, max_processes=32,
+                       output_bytes=64 << 10, workspace_bytes=32 << 20, tmp_bytes=16 << 20)
 
 
 def sh(command: str) -> list[str]:
@@ -250,7 +250,7 @@ async def test_burst_of_50_sandboxes(backend, source):
 
 
 async def test_no_free_uid_is_an_infra_error_not_a_hang(source, monkeypatch):
-    import agentrft.tools.sandbox.bwrap as bwrap
+    import agentrft.sandbox.bwrap_workspace as bwrap
     monkeypatch.setattr(bwrap, "START_TIMEOUT_S", 0.5)
     small = BwrapBackend(uids=range(60990, 60991))  # one uid
     first = await small.create(str(source), LIMITS)

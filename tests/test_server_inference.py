@@ -10,7 +10,7 @@ import pytest
 from openai import OpenAI
 
 from agentrft.models.loading import load_model, load_tokenizer
-from agentrft.server.errors import APIError
+from agentrft.web.errors import APIError
 from agentrft.serving.pool import ModelPool, host_bytes
 from tests.serving_fixtures import free_port, train_tiny
 from tests.test_server_sdk import KEY, Server, create, dataset, wait_for  # noqa: F401 - fixture

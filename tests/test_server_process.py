@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from openai import OpenAI
 
-from agentrft.graders.sandbox import bwrap_problem
+from agentrft.sandbox.process import bwrap_problem
 from tests.serving_fixtures import free_port
 from tests.system_parts import needs_system
 from tests.test_server_sdk import KEY, Server, create, dataset, wait_for  # noqa: F401 (fixture)

@@ -20,9 +20,9 @@ from agentrft.spec.dataset import DatasetRow
 from agentrft.spec.job import parse_job
 from agentrft.tools.base import ToolCallRequest
 from agentrft.tools.http import HttpTool
-from agentrft.tools.sandbox import WorkspaceLimits
-from agentrft.tools.sandbox.bwrap import BwrapBackend
-from agentrft.tools.sandbox.docker import DockerBackend
+from agentrft.sandbox import SandboxLimits
+from agentrft.sandbox.bwrap_workspace import BwrapBackend
+from agentrft.sandbox.docker_workspace import DockerBackend
 from agentrft.tools.shell_server import create_app
 from agentrft.tools.shell_tools import (READ_FILE_SCHEMA, SHELL_SCHEMA, ReadFileTool, SandboxPool,
                                         ShellTool, check_workspaces)
@@ -30,7 +30,7 @@ from agentrft.train.metrics import rollout_metrics
 from tests.system_parts import needs_system
 
 needs_bwrap = needs_system("the bwrap sandbox backend", BwrapBackend.available())
-LIMITS = WorkspaceLimits(wall_seconds=8, cpu_seconds=5)
+LIMITS = SandboxLimits(wall_seconds=8, cpu_seconds=5)
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ async def test_rollout_closes_its_sandbox_and_counts_parallel_calls(repos, token
     from agentrft.engines.base import SamplingParams
     from agentrft.models.chat import ChatRenderer
     from agentrft.models.toolcalls import format_call
-    from agentrft.rollout.batcher import BatchingSampler
+    from agentrft.engines.batcher import BatchingSampler
     from tests.test_rollout_http import ScriptedEngine
 
     question = "Which files define parse_header?"
@@ -271,7 +271,7 @@ async def test_cancelled_rollout_closes_its_sandbox(repos, tokenizer):
     from agentrft.engines.base import SamplingParams
     from agentrft.models.chat import ChatRenderer
     from agentrft.models.toolcalls import format_call
-    from agentrft.rollout.batcher import BatchingSampler
+    from agentrft.engines.batcher import BatchingSampler
     from tests.test_rollout_http import ScriptedEngine
 
     question = "slow?"
@@ -305,10 +305,10 @@ def test_sandboxes_die_with_a_killed_worker(repos):
     import subprocess
     import sys
     code = ("import asyncio, sys\n"
-            "from agentrft.tools.sandbox.bwrap import BwrapBackend\n"
-            "from agentrft.tools.sandbox import WorkspaceLimits\n"
+            "from agentrft.sandbox.bwrap_workspace import BwrapBackend\n"
+            "from agentrft.sandbox import SandboxLimits\n"
             "async def main():\n"
-            f"    s = await BwrapBackend().create({str(repos / 'alpha')!r}, WorkspaceLimits())\n"
+            f"    s = await BwrapBackend().create({str(repos / 'alpha')!r}, SandboxLimits())\n"
             "    asyncio.ensure_future(s.exec(['/bin/sh', '-c', 'sleep 60']))\n"
             "    await asyncio.sleep(0.5)\n"
             "    print(s.holder.pid, s.uid, flush=True)\n"

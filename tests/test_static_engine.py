@@ -18,7 +18,7 @@ from agentrft.engines.base import Engine, SamplingParams
 from agentrft.engines.static_engine import MIN_REUSE, StaticEngine, bucket, reusable_len
 from agentrft.engines.weights import merged_weights
 from agentrft.engines.transformers_engine import TransformersEngine
-from agentrft.rollout.batcher import BatchingSampler
+from agentrft.engines.batcher import BatchingSampler
 from tests.tiny_model import ENGINE_PROMPTS as PROMPTS
 from tests.tiny_model import PAD_ID, VOCAB_SIZE, assert_logprobs_match_full_forward, \
     full_forward_logprobs, tiny_llama

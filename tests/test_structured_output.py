@@ -70,14 +70,14 @@ def test_a_random_model_under_a_schema_always_writes_valid_json(model, tokenizer
     free = SamplingParams(max_new_tokens=48, stop_token_ids=renderer.stop_token_ids)
     for engine in _engines(model, tokenizer):
         for seed in range(3):
-            engine.generator.manual_seed(seed)
+            engine.reseed(seed)
             outs = engine.generate([prompt] * 4, params)
             for c in outs:
                 assert c.finish_reason == "stop", tokenizer.decode(c.token_ids)
                 assert c.token_ids[-1] in renderer.stop_token_ids
                 jsonschema.validate(json.loads(tokenizer.decode(c.token_ids[:-1])), SCHEMA)
         # the same model unconstrained writes no JSON at all (the test could fail)
-        engine.generator.manual_seed(0)
+        engine.reseed(0)
         text = tokenizer.decode(engine.generate([prompt], free)[0].token_ids)
         with pytest.raises(ValueError):
             json.loads(text)
@@ -206,7 +206,7 @@ def test_responses_text_format_json_schema(client):
 # --- jobs and judges -----------------------------------------------------------------------
 
 def test_job_response_format_constrains_the_rollouts_final_answer(model, tokenizer, renderer):
-    from agentrft.rollout.batcher import BatchingSampler
+    from agentrft.engines.batcher import BatchingSampler
     from agentrft.rollout.loop import RolloutEnv, run_rollouts
     from agentrft.spec.dataset import DatasetRow
     from agentrft.spec.job import Reinforcement

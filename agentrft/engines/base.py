@@ -1,7 +1,14 @@
 """The `Engine` protocol: batched sampling that returns token ids and their log-probabilities.
 
-Engines are synchronous and batched: the agent loop's `BatchingSampler`
-(`agentrft.rollout.batcher`) gathers the turns of many concurrent rollouts into one call.
+Engines are synchronous and batched: the `BatchingSampler` (`agentrft.engines.batcher`)
+gathers the turns of many concurrent rollouts into one call. A `ContinuousEngine` instead
+takes turns one at a time (`submit`), advances all of them (`step`) and hands back each
+turn as it finishes; the sampler drives it that way.
+
+    Engine                generate(prompts, params) -> completions
+    │                     reseed / rng_state / set_rng_state: the sampling random stream
+    │                     sync_weights, take_events, step_metrics, close
+    └── ContinuousEngine  submit(prompt, params) -> id; step() -> [(id, completion)]; reset()
 
 Example::
 
@@ -18,6 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    import torch
+
     from agentrft.engines.constrained import Constraint
 
 
@@ -43,9 +52,25 @@ class Completion:
 
 
 class Engine(abc.ABC):
+    # The random stream sampling draws from. The trainer seeds it (per Ray worker, per judge
+    # batch) and saves it with each checkpoint through the three methods below, never directly.
+    generator: "torch.Generator"
+
     @abc.abstractmethod
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Sample one completion per prompt (prompts may differ in length)."""
+
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling random stream from `seed`."""
+        self.generator.manual_seed(seed)
+
+    def rng_state(self) -> "torch.Tensor":
+        """The sampling random stream's state, for a checkpoint."""
+        return self.generator.get_state()
+
+    def set_rng_state(self, state: "torch.Tensor") -> None:
+        """Continue the sampling random stream from a checkpoint's `rng_state()`."""
+        self.generator.set_state(state)
 
     def sync_weights(self, model) -> None:
         """Called by the trainer after the policy's weights change (an update, a checkpoint
@@ -65,3 +90,30 @@ class Engine(abc.ABC):
     def close(self) -> None:
         """Release what the engine holds outside this process (a server it started, adapters
         it loaded); idempotent. The trainer calls it when the job ends, however it ends."""
+
+
+class ContinuousEngine(Engine):
+    """An engine that batches continuously: a turn joins the running batch at the next `step`
+    and comes back as soon as it ends, not when the batch's longest turn does. `generate`
+    still works (a batch submitted and stepped to the end). Not thread-safe: one caller (the
+    `BatchingSampler`'s worker thread) drives it.
+
+    Example::
+
+        ids = [engine.submit(prompt, params) for prompt in prompts]
+        done: dict[int, Completion] = {}
+        while len(done) < len(ids):
+            done.update(engine.step())
+    """
+
+    @abc.abstractmethod
+    def submit(self, prompt: list[int], params: SamplingParams) -> int:
+        """Queue one turn; returns its id, which `step` reports it under."""
+
+    @abc.abstractmethod
+    def step(self) -> list[tuple[int, Completion]]:
+        """Run until at least one turn ends (or nothing is left); the turns that ended."""
+
+    @abc.abstractmethod
+    def reset(self) -> None:
+        """Drop every queued and running turn (after an error, the batch is abandoned)."""

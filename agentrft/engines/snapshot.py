@@ -36,9 +36,15 @@ class SnapshotEngine(Engine):
         self._trained = {name for name, p in model.named_parameters() if p.requires_grad}
         self.syncs = 0
 
-    @property
-    def generator(self) -> torch.Generator:  # the checkpoint saves the sampler's RNG state
-        return self.inner.generator
+    # the sampling random stream is the inner engine's (the checkpoint saves it)
+    def reseed(self, seed: int) -> None:
+        self.inner.reseed(seed)
+
+    def rng_state(self) -> torch.Tensor:
+        return self.inner.rng_state()
+
+    def set_rng_state(self, state: torch.Tensor) -> None:
+        self.inner.set_rng_state(state)
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         with self._lock:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.base import Completion, ContinuousEngine, SamplingParams
 from agentrft.engines.constrained import Guide
 from agentrft.engines.slot_kv import SLOT_ATTENTION, SlotKV, register_slot_attention
 from agentrft.engines.transformers_engine import common_prefix_len, sample_next
@@ -106,7 +106,7 @@ class _Slot:
     next_token: int = 0  # the last sampled token, fed at the next decode step
 
 
-class StaticEngine(Engine):
+class StaticEngine(ContinuousEngine):
     def __init__(self, model, *, pad_token_id: int, device: str | torch.device = "cpu",
                  max_slots: int = 64, max_len: int = 2048, seed: int = 0,
                  dtype: torch.dtype | None = None, cuda_graphs: bool = True,

@@ -8,18 +8,22 @@ Built-in types register exactly as a plugin would::
 
     register_grader_type("my_grader", build_my_grader)
 
+This module imports the grader modules (lazily, so a job pays only for its types); they never
+import it back: they check their fields with `agentrft.graders.fields`, and `multi` gets
+`build_grader` handed in to build its sub-graders.
+
 Every factory rejects unknown keys: a typo in a grader config (`refrence`) must be an
 error naming `grader.refrence`, not a silently ignored key that scores everything 0.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any, Callable
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader
+# check_fields and friends are re-exported here for plugins, which register through this module
+from agentrft.graders.fields import check_fields, check_keys, optional_number  # noqa: F401
 from agentrft.graders.python_callable import PythonCallableGrader
 from agentrft.graders.string_check import OPERATIONS, StringCheckGrader
 
@@ -56,46 +60,6 @@ def build_grader(config: dict[str, Any]) -> Grader:
         # an error: that one was written and is wrong.
         config = {**config, "name": config["type"]}
     return factory(config)
-
-
-def check_keys(config: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...],
-               where: str = "grader") -> None:
-    """SpecError naming `where.KEY` for a missing or unknown key (`type` is always allowed)."""
-    for key in config:
-        if key != "type" and key not in required and key not in optional:
-            raise SpecError(f"unknown key {key!r}", field=f"{where}.{key}")
-    for key in required:
-        if key not in config:
-            raise SpecError(f"missing key {key!r}", field=f"{where}.{key}")
-
-
-def check_fields(config: dict[str, Any], *, required: tuple[str, ...],
-                 optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The config's fields other than `type`, after checking none is missing or unknown.
-
-    Values of the required and optional keys must be strings (true of every field of the
-    types built here); a factory needing other kinds checks them itself.
-    """
-    check_keys(config, required, optional)
-    fields = {k: v for k, v in config.items() if k != "type"}
-    for key, value in fields.items():
-        if not isinstance(value, str):
-            raise SpecError(f"expected a string, got {type(value).__name__}", field=f"grader.{key}")
-    return fields
-
-
-def optional_number(config: dict[str, Any], key: str, *, positive: bool = False) -> float | None:
-    """`config[key]` as a float (None when absent or null); SpecError unless a finite number
-    (a bool is not one), or unless greater than 0 with `positive`."""
-    if config.get(key) is None:
-        return None
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(float(value)):
-        raise SpecError(f"expected a number, got {value!r}", field=f"grader.{key}")
-    if positive and value <= 0:
-        raise SpecError(f"must be greater than 0, got {value}", field=f"grader.{key}")
-    return float(value)
 
 
 def _build_string_check(config: dict[str, Any]) -> Grader:
@@ -139,7 +103,7 @@ def _build_label_model(config: dict[str, Any]) -> Grader:
 def _build_multi(config: dict[str, Any]) -> Grader:
     from agentrft.graders.multi import build_multi_grader
 
-    return build_multi_grader(config)
+    return build_multi_grader(config, build_grader)
 
 
 def _build_endpoint(config: dict[str, Any]) -> Grader:

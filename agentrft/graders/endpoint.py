@@ -49,7 +49,7 @@ import httpx
 from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.build import optional_number
+from agentrft.graders.fields import optional_number
 from agentrft.retry import Again, GaveUp, retry
 
 MAX_REPLY_BYTES = 1_000_000  # a score reply is tiny; more than this is not a score

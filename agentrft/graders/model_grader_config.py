@@ -14,7 +14,7 @@ import httpx
 
 from agentrft.errors import SpecError
 from agentrft.graders import judge_routes
-from agentrft.graders.build import check_keys  # re-exported for score_model and label_model
+from agentrft.graders.fields import check_keys  # re-exported for score_model and label_model
 from agentrft.graders.model_judge import (
     Judge, JudgeMessage, JudgeParams, LocalJudge, OpenAICompatibleJudge,
 )

@@ -46,7 +46,7 @@ from agentrft.httpio import describe_error
 from agentrft.engines.base import Completion, Engine, SamplingParams
 from agentrft.errors import GraderError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 from agentrft.retry import Again, GaveUp, retry
 
 LOCAL_DEFAULT_MAX_TOKENS = 512  # a local judge has no server-side cap; bound its CPU time
@@ -261,7 +261,7 @@ class _SharedEngine(Engine):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         with self.loaded.lock:
             if self.seed is not None:
-                self.loaded.engine.generator.manual_seed(self.seed)
+                self.loaded.engine.reseed(self.seed)
             return self.loaded.engine.generate(prompts, params)
 
 
@@ -301,7 +301,7 @@ class LocalJudge(Judge):
         return loaded.renderer.prompt_ids(messages, [])
 
     def _sampler(self, loaded: _LoadedModel, seed: int | None):
-        from agentrft.rollout.batcher import BatchingSampler
+        from agentrft.engines.batcher import BatchingSampler
 
         key = (asyncio.get_running_loop(), seed)
         if key not in self._samplers:  # a sampler's worker task lives on one event loop

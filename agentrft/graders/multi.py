@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from agentrft.errors import GraderInfraFailure, SpecError
 from agentrft.graders.base import DETAIL_KEYS, Grader, GraderResult
@@ -110,9 +110,10 @@ class MultiGrader(Grader):
             sampled_model_name=models.pop() if len(models) == 1 else None)
 
 
-def build_multi_grader(config: dict[str, Any]) -> MultiGrader:
-    """The `multi` factory for `register_grader_type`."""
-    from agentrft.graders.build import build_grader  # build imports the grader modules
+def build_multi_grader(config: dict[str, Any],
+                       build_grader: Callable[[dict[str, Any]], Grader]) -> MultiGrader:
+    """The `multi` factory for `register_grader_type`; `build_grader` builds each sub-grader
+    (the registry's, handed in: the registry imports this module, not the other way round)."""
 
     for key in config:
         if key not in ("type", "name", "graders", "calculate_output"):

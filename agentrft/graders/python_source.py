@@ -9,8 +9,8 @@ Config (OpenAI's shape)::
 `image_tag` is accepted and ignored (recorded in `metadata.scores`). Source over 256 KiB or
 that does not compile is a SpecError at build time.
 
-Each grade() runs `_RUNNER` in a fresh `Sandbox` (see `agentrft.graders.sandbox` for what it
-isolates): sample, item and source go in as JSON on stdin; the runner execs the source, calls
+Each grade() runs `_RUNNER` in a fresh `ProcessSandbox` (see `agentrft.sandbox.process` for
+what it isolates): sample, item and source go in as JSON on stdin; the runner execs the source, calls
 `grade`, and prints one result line, prefixed with a per-call random tag, on stdout. Whatever
 the user's code prints goes to stderr, so it cannot break the parsing. (The tag stops stray
 lines, not forgery: code that grade() runs in its own process, say a model's answer it execs,
@@ -28,7 +28,7 @@ Outcomes (grade() never raises):
 
 Example::
 
-    grader = PythonSourceGrader(name="short", limits=SandboxLimits(cpu_seconds=5),
+    grader = PythonSourceGrader(name="short", limits=PYTHON_GRADER_LIMITS.with_(cpu_seconds=5),
                                 source="def grade(s, i): return len(s['output_text']) < 100")
     result = await grader.grade(sample, item, trace_id)
 """
@@ -46,7 +46,8 @@ from typing import Any
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.sandbox import Sandbox, SandboxLimits, SandboxResult, default_sandbox
+from agentrft.sandbox.limits import PYTHON_GRADER_LIMITS, SandboxLimits
+from agentrft.sandbox.process import ProcessSandbox, SandboxResult, default_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PythonSourceGrader(Grader):
 
     def __init__(self, name: str, source: str, *, pass_threshold: float | None = None,
                  image_tag: str | None = None, limits: SandboxLimits | None = None,
-                 sandbox: Sandbox | None = None):
+                 sandbox: ProcessSandbox | None = None):
         size = len(source.encode())
         if size > MAX_SOURCE_BYTES:
             raise SpecError(f"source is {size} bytes; the limit is {MAX_SOURCE_BYTES} (256 KiB)",
@@ -103,7 +104,7 @@ class PythonSourceGrader(Grader):
                             f"{getattr(exc, 'msg', exc)}{where}", field="grader.source") from exc
         self.name, self.source = name, source
         self.pass_threshold, self.image_tag = pass_threshold, image_tag
-        self.limits = limits or SandboxLimits()
+        self.limits = limits or PYTHON_GRADER_LIMITS
         self.sandbox = sandbox or default_sandbox()
         # -s -P, not -I: the sandbox sets the environment (the fallback relies on PYTHONHOME)
         self._argv = [sys.executable, "-s", "-P", "-c", _RUNNER]
@@ -148,7 +149,7 @@ class PythonSourceGrader(Grader):
 
 def from_config(config: dict[str, Any]) -> PythonSourceGrader:
     """`{"type": "python", "name", "source", "pass_threshold"?, "image_tag"?}` → grader."""
-    from agentrft.graders.build import check_fields, optional_number  # build imports us lazily
+    from agentrft.graders.fields import check_fields, optional_number
 
     strings = {k: v for k, v in config.items() if k != "pass_threshold"}
     fields = check_fields(strings, required=("name", "source"), optional=("image_tag",))

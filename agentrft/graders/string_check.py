@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 
 OPERATIONS: dict[str, Callable[[str, str], bool]] = {
     "eq": lambda inp, ref: inp == ref,

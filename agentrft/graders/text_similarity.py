@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class TextSimilarityGrader(Grader):
 
 def from_config(config: dict[str, Any]) -> Grader:
     """Build from OpenAI's JSON shape; `pass_threshold` is optional (a number, not a string)."""
-    from agentrft.graders.build import check_fields  # here: build.py may import this module
+    from agentrft.graders.fields import check_fields
 
     threshold = config.get("pass_threshold")
     fields = check_fields({k: v for k, v in config.items() if k != "pass_threshold"},

@@ -29,7 +29,7 @@ from agentrft.graders.base import Grader
 from agentrft.models.chat import ChatRenderer
 from agentrft.models.structured import TEXT, OutputFormat, reply_grammar
 from agentrft.models.toolcalls import parse_tool_calls
-from agentrft.rollout.batcher import BatchingSampler
+from agentrft.engines.batcher import BatchingSampler
 from agentrft.rollout.types import Rollout, ToolCallRecord
 from agentrft.spec.dataset import DatasetRow
 from agentrft.tools.base import ToolCallRequest, ToolClient

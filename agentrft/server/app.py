@@ -50,9 +50,9 @@ from agentrft.jobs import service
 from agentrft.jobs.store import JobStore
 from agentrft.models.bundled import BUNDLED
 from agentrft.server.dashboard_api import install_dashboard
-from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
-from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers, log
-from agentrft.server.middleware import GuardMiddleware, key_matches
+from agentrft.web.encoding import SafeJSONResponse, StrictJSONRoute
+from agentrft.web.errors import APIError, CatchAllMiddleware, install_error_handlers, log
+from agentrft.web.middleware import GuardMiddleware, key_matches
 from agentrft.server.tool_run import ToolRunRequest, run_tool_call
 from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 

@@ -45,8 +45,8 @@ from agentrft.analysis.traces import (PHASES, MetricsFile, RolloutIndex, StepInf
 from agentrft.jobs.service import NotFound, get_job
 from agentrft.jobs.store import JobStore
 from agentrft.server.dashboard_runs import RunDirs
-from agentrft.server.errors import APIError
-from agentrft.server.middleware import SESSION_COOKIE, session_token
+from agentrft.web.errors import APIError
+from agentrft.web.middleware import SESSION_COOKIE, session_token
 
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 EVENTS_SHOWN = 200

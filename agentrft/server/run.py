@@ -18,8 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+from agentrft.web import LOOPBACK
+
 log = logging.getLogger("agentrft.server")
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class WorkerSupervisor:
@@ -92,8 +93,8 @@ def serve(*, host: str, port: int, data_dir: Path, api_keys: list[str], device: 
     elif not api_keys:
         print("agentrft server: no API key given; serving on loopback only, without auth",
               file=sys.stderr)
-    from agentrft.graders.sandbox import isolation_summary as grader_isolation
-    from agentrft.tools.sandbox.factory import isolation_summary as tool_isolation
+    from agentrft.sandbox.factory import isolation_summary as tool_isolation
+    from agentrft.sandbox.process import isolation_summary as grader_isolation
 
     # which isolation is in force for untrusted code, said once where the operator looks
     for line in (grader_isolation(), tool_isolation()):

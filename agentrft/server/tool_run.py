@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentrft.errors import SpecError, ToolInfraFailure
-from agentrft.server.errors import APIError
+from agentrft.web.errors import APIError
 from agentrft.tools.base import ToolCallRequest
 from agentrft.tools.http import HttpTool
 

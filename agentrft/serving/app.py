@@ -36,9 +36,9 @@ from agentrft import __version__
 from agentrft.engines.base import Completion, SamplingParams
 from agentrft.engines.constrained import Constraint, GrammarError
 from agentrft.models.structured import FormatError, read_format, reply_grammar
-from agentrft.server.encoding import SafeJSONResponse, StrictJSONRoute
-from agentrft.server.errors import APIError, CatchAllMiddleware, install_error_handlers
-from agentrft.server.middleware import GuardMiddleware
+from agentrft.web.encoding import SafeJSONResponse, StrictJSONRoute
+from agentrft.web.errors import APIError, CatchAllMiddleware, install_error_handlers
+from agentrft.web.middleware import GuardMiddleware
 from agentrft.serving.embeddings import EmbeddingModels, embeddings_router
 from agentrft.serving.chat_turn import (THINK_CLOSE, THINK_OPEN, ChatTurn, Reply, ToolChoice,
                                         call_id, parse_reply, select_tools)

@@ -25,7 +25,7 @@ from typing import Any
 
 from agentrft.engines.base import SamplingParams
 from agentrft.models.toolcalls import OPEN, ParsedCall, parse_tool_calls
-from agentrft.server.errors import APIError
+from agentrft.web.errors import APIError
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 

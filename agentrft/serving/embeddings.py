@@ -37,8 +37,8 @@ from starlette.concurrency import run_in_threadpool
 
 from agentrft.errors import ModelLoadError, SpecError
 from agentrft.models.embedding import SentenceEncoder, encoder_for, minilm_dir
-from agentrft.server.encoding import StrictJSONRoute
-from agentrft.server.errors import APIError
+from agentrft.web.encoding import StrictJSONRoute
+from agentrft.web.errors import APIError
 
 BUNDLED_NAME = "all-minilm-l6-v2"
 BUILTIN_NAMES = (BUNDLED_NAME, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")

@@ -138,7 +138,7 @@ class ModelHost:
                  seed: int | None) -> list[Completion]:
         with self.lock, self._using(adapter):
             if seed is not None:
-                self.engine.generator.manual_seed(seed)
+                self.engine.reseed(seed)
             return self.engine.generate(prompts, params)
 
     def stream(self, prompt: list[int], n: int, params: SamplingParams, *, adapter: str | None,
@@ -147,7 +147,8 @@ class ModelHost:
         the model; closing the generator (a client that went away) releases it."""
         with self.lock, self._using(adapter):
             if seed is not None:
-                self.engine.generator.manual_seed(seed)
+                self.engine.reseed(seed)
+            # streaming decodes here, not in the engine, from the engine's own random stream
             yield from stream_tokens(self.model, prompt, n, params, generator=self.engine.generator,
                                      pad_token_id=self.tokenizer.pad_token_id, top_k=top_k)
 

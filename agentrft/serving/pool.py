@@ -29,7 +29,7 @@ import torch
 
 from agentrft.errors import AgentRFTError
 from agentrft.models.loading import resolve_model_dir
-from agentrft.server.errors import APIError
+from agentrft.web.errors import APIError
 from agentrft.serving.host import ModelHost
 
 GiB = 2**30

@@ -40,8 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from agentrft.engines.base import Completion
-from agentrft.server.encoding import SafeJSONResponse
-from agentrft.server.errors import APIError
+from agentrft.web.encoding import SafeJSONResponse
+from agentrft.web.errors import APIError
 from agentrft.serving.chat_turn import ChatTurn, Reply, ToolChoice, call_id
 from agentrft.serving.protocol import ChatRequest
 from agentrft.serving.stream import StreamedRows, unsent

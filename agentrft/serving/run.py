@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from agentrft.server.run import LOOPBACK
+from agentrft.web import LOOPBACK
 
 
 def serve_model(model: str, *, host: str = "127.0.0.1", port: int = 8001,

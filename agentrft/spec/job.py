@@ -28,23 +28,28 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agentrft.errors import SpecError
+from agentrft.sandbox.limits import SandboxLimits
 from agentrft.spec.errors import spec_error_from
 
 Auto = Literal["auto"]
 
 
+_LIMITS = SandboxLimits()
+
+
 class SandboxLimitsDecl(BaseModel):
-    """Per-command and per-sandbox limits (agentrft.tools.sandbox.WorkspaceLimits)."""
+    """Per-command and per-sandbox limits as a job declares them: the fields and defaults of
+    `agentrft.sandbox.SandboxLimits`, with the bounds a job may set."""
 
     model_config = ConfigDict(extra="forbid")
-    cpu_seconds: int = Field(default=20, ge=1)
-    memory_bytes: int = Field(default=1 << 30, ge=16 << 20)
-    max_processes: int = Field(default=64, ge=4)
-    wall_seconds: float = Field(default=30.0, gt=0)
-    output_bytes: int = Field(default=256 << 10, ge=1024)
-    open_files: int = Field(default=256, ge=16)
-    workspace_bytes: int = Field(default=256 << 20, ge=1 << 20)
-    tmp_bytes: int = Field(default=64 << 20, ge=1 << 20)
+    cpu_seconds: int = Field(default=_LIMITS.cpu_seconds, ge=1)
+    memory_bytes: int = Field(default=_LIMITS.memory_bytes, ge=16 << 20)
+    max_processes: int = Field(default=_LIMITS.max_processes, ge=4)
+    wall_seconds: float = Field(default=_LIMITS.wall_seconds, gt=0)
+    output_bytes: int = Field(default=_LIMITS.output_bytes, ge=1024)
+    open_files: int = Field(default=_LIMITS.open_files, ge=16)
+    workspace_bytes: int = Field(default=_LIMITS.workspace_bytes, ge=1 << 20)
+    tmp_bytes: int = Field(default=_LIMITS.tmp_bytes, ge=1 << 20)
 
 
 class SandboxDecl(BaseModel):

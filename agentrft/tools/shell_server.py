@@ -29,7 +29,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from agentrft.tools.base import ToolCallRequest
-from agentrft.tools.sandbox.base import SandboxError, WorkspaceLimits
+from agentrft.sandbox.limits import SandboxLimits
+from agentrft.sandbox.workspace import SandboxError
 from agentrft.tools.shell_tools import TOOLS, SandboxPool
 
 
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
-    from agentrft.tools.sandbox.factory import make_backend
+    from agentrft.sandbox.factory import make_backend
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workspace", help="directory copied into each sandbox; may use {{item.x}}")
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--wall-seconds", type=float, default=30.0)
     args = ap.parse_args(argv)
     pool = SandboxPool(make_backend(args.backend, image=args.image), args.workspace,
-                       WorkspaceLimits(wall_seconds=args.wall_seconds))
+                       SandboxLimits(wall_seconds=args.wall_seconds))
     token = os.environ.get("AGENTRFT_TOOL_TOKEN")  # bearer token, if set
     uvicorn.run(create_app(pool, token=token, idle_seconds=args.idle_seconds),
                 host=args.host, port=args.port, log_level="warning")

@@ -18,7 +18,7 @@ What the model sees:
 - output longer than `max_output_chars` keeps its head and tail with a marker in between.
 
 A sandbox that cannot start or dies raises `SandboxError` (a `ToolInfraFailure`): the
-rollout is discarded, never scored 0. See `agentrft.tools.sandbox` for what is isolated.
+rollout is discarded, never scored 0. See `agentrft.sandbox` for what is isolated.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import time
 from typing import Any
 
 from agentrft.errors import SpecError, ToolUnreachable
-from agentrft.graders.templates import TemplateVariableError, render_template
+from agentrft.templates import TemplateVariableError, render_template
 from agentrft.tools.base import ToolCallRequest, ToolClient, ToolOutcome
-from agentrft.tools.sandbox.base import (ExecResult, Sandbox, SandboxBackend, SandboxError,
-                                         WorkspaceLimits)
+from agentrft.sandbox.limits import SandboxLimits
+from agentrft.sandbox.workspace import ExecResult, SandboxError, Workspace, WorkspaceBackend
 
 SHELL_SCHEMA = {"type": "function", "function": {
     "name": "shell",
@@ -75,12 +75,12 @@ def render_workspace(template: str | None, item: dict[str, Any]) -> str | None:
 class SandboxPool:
     """The sandboxes of the rollouts in flight, by trace_id; each made on its first use."""
 
-    def __init__(self, backend: SandboxBackend, workspace: str | None = None,
-                 limits: WorkspaceLimits | None = None, max_output_chars: int = 4000):
+    def __init__(self, backend: WorkspaceBackend, workspace: str | None = None,
+                 limits: SandboxLimits | None = None, max_output_chars: int = 4000):
         self.backend, self.workspace = backend, workspace
-        self.limits = limits or WorkspaceLimits()
+        self.limits = limits or SandboxLimits()
         self.max_output_chars = max_output_chars
-        self._sandboxes: dict[str, Sandbox] = {}
+        self._sandboxes: dict[str, Workspace] = {}
         self._starting: dict[str, asyncio.Task] = {}
         self._last_used: dict[str, float] = {}
         self._checked = False
@@ -88,7 +88,7 @@ class SandboxPool:
     def __len__(self) -> int:
         return len(self._sandboxes)
 
-    async def get(self, trace_id: str, item: dict[str, Any]) -> Sandbox:
+    async def get(self, trace_id: str, item: dict[str, Any]) -> Workspace:
         self._last_used[trace_id] = time.monotonic()
         sandbox = self._sandboxes.get(trace_id)
         if sandbox is not None:
@@ -100,7 +100,7 @@ class SandboxPool:
             task.add_done_callback(lambda t, tid=trace_id: self._started(tid, t))
         return await asyncio.shield(task)
 
-    async def _create(self, item: dict[str, Any]) -> Sandbox:
+    async def _create(self, item: dict[str, Any]) -> Workspace:
         try:
             source = render_workspace(self.workspace, item)
         except TemplateVariableError as e:  # validate_job checks every row before training
@@ -240,13 +240,13 @@ def _clip(text: str, limit: int) -> str:
 def build_sandbox_tool(decl, pools: dict[str, SandboxPool]) -> ToolClient:
     """The tool for a job's `{name, sandbox: {...}}` declaration (agentrft.spec.job.SandboxDecl);
     `pools` maps share keys to pools, so a job's shell and read_file share sandboxes."""
-    from agentrft.tools.sandbox.factory import make_backend
+    from agentrft.sandbox.factory import make_backend
 
     sb = decl.sandbox
     key = sb.share_key()
     if key not in pools:
         backend = make_backend(sb.backend, image=sb.image, expose=tuple(sb.expose))
-        pools[key] = SandboxPool(backend, sb.workspace, WorkspaceLimits(**sb.limits.model_dump()),
+        pools[key] = SandboxPool(backend, sb.workspace, SandboxLimits(**sb.limits.model_dump()),
                                  max_output_chars=sb.max_output_chars)
     return TOOLS[decl.sandbox_tool](decl.name, pools[key])
 

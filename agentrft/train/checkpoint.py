@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agentrft.engines.base import Engine
 from agentrft.errors import CheckpointError
 
 
@@ -30,7 +31,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save_checkpoint(run_dir: Path, step: int, policy, *, engine_generator: torch.Generator,
+def save_checkpoint(run_dir: Path, step: int, policy, *, engine: Engine,
                     state: dict[str, Any]) -> Path:
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,7 @@ def save_checkpoint(run_dir: Path, step: int, policy, *, engine_generator: torch
     tmp = root / f".tmp_step_{step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.save_weights(tmp, step=step)
-    torch.save({**rng_state(), "engine": engine_generator.get_state()}, tmp / "rng.pt")
+    torch.save({**rng_state(), "engine": engine.rng_state()}, tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -57,9 +58,9 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: Path, policy, *, engine_generator: torch.Generator) -> dict[str, Any]:
+def load_checkpoint(path: Path, policy, *, engine: Engine) -> dict[str, Any]:
     policy.load_weights(path)
     rng = torch.load(path / "rng.pt", weights_only=False)
     set_rng_state(rng)
-    engine_generator.set_state(rng["engine"])
+    engine.set_rng_state(rng["engine"])
     return json.loads((path / "state.json").read_text())

@@ -164,7 +164,7 @@ class RayRanks:
     def __init__(self, kwargs_per_rank: list[dict], *, address: str, gpus_per_rank: float):
         import ray
 
-        from agentrft.rollout.ray_pool import connect_ray
+        from agentrft.train.ray_cluster import connect_ray
         from agentrft.train.rank import RankTrainer
 
         connect_ray(address)

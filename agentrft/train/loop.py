@@ -137,7 +137,7 @@ class Trainer:
         self.run = RunDir(out_dir, on_event=on_event)
         self.validated = validate_job(job)
         if ray:
-            from agentrft.rollout.ray_pool import check_ray_engine
+            from agentrft.train.ray_pool import check_ray_engine
 
             check_ray_engine(job)  # before a model is loaded or a server started
             if job.hp.max_staleness:
@@ -174,7 +174,7 @@ class Trainer:
 
     def _checkpoint(self, policy: Policy, step: int, metrics: dict[str, Any]) -> None:
         kept = {k: v for k, v in metrics.items() if "reward" in k}
-        path = save_checkpoint(self.run.path, step, policy, engine_generator=self.engine.generator,
+        path = save_checkpoint(self.run.path, step, policy, engine=self.engine,
                                state={"metrics": kept})
         if self.on_checkpoint:
             self.on_checkpoint(step, path, kept)
@@ -189,7 +189,7 @@ class Trainer:
             policy = self.policy = build_policy(job, device=self.device, ray=self.ray)
             env = self._env(policy, tools)
             if self.ray:
-                from agentrft.rollout.ray_pool import RayRolloutPool
+                from agentrft.train.ray_pool import RayRolloutPool
 
                 self.pool = RayRolloutPool(job, address=self.ray, workers=self.ray_workers,
                                            device=self.device, on_event=self.run.log_event)
@@ -197,7 +197,7 @@ class Trainer:
             start = 0
             checkpoint = latest_checkpoint(self.run.path) if resume else None
             if checkpoint is not None:
-                state = load_checkpoint(checkpoint, policy, engine_generator=self.engine.generator)
+                state = load_checkpoint(checkpoint, policy, engine=self.engine)
                 self.engine.sync_weights(policy.model)  # a remote engine gets the loaded weights
                 start = state["step"]
                 self.run.truncate_after(start)

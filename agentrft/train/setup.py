@@ -19,7 +19,7 @@ from agentrft.errors import SpecError
 from agentrft.graders.base import Grader
 from agentrft.models.chat import ChatRenderer
 from agentrft.models.structured import read_format
-from agentrft.rollout.batcher import BatchingSampler
+from agentrft.engines.batcher import BatchingSampler
 from agentrft.rollout.loop import RolloutEnv
 from agentrft.graders.build import build_grader
 from agentrft.spec.dataset import DatasetRow, load_dataset

@@ -20,7 +20,7 @@ import hmac
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agentrft.server.errors import error_response
+from agentrft.web.errors import error_response
 
 
 class _TooLarge(Exception):

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agentrft.errors import SpecError
 from agentrft.jobs.service import JobStateError, NotFound
-from agentrft.server.encoding import SafeJSONResponse
+from agentrft.web.encoding import SafeJSONResponse
 from agentrft.spec.errors import field_path
 
 log = logging.getLogger("agentrft.server")

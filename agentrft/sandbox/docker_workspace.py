@@ -31,13 +31,13 @@ import uuid
 from dataclasses import replace
 from typing import Sequence
 
-from agentrft.graders.sandbox_procs import supervise
-from agentrft.tools.sandbox.base import (COPY_SOURCE, COPY_TIMEOUT_S, SOURCE, WORKSPACE,
-                                         ExecResult, Sandbox, SandboxBackend, SandboxError,
-                                         WorkspaceLimits)
+from agentrft.sandbox.procs import supervise
+from agentrft.sandbox.limits import SandboxLimits
+from agentrft.sandbox.workspace import (COPY_SOURCE, COPY_TIMEOUT_S, SOURCE, WORKSPACE, ExecResult,
+                                        SandboxError, Workspace, WorkspaceBackend)
 
 
-class DockerBackend(SandboxBackend):
+class DockerBackend(WorkspaceBackend):
     name, isolates_network = "docker", True
 
     def __init__(self, image: str = "python:3.11-slim", docker: str | None = None,
@@ -60,7 +60,7 @@ class DockerBackend(SandboxBackend):
             return "no Docker engine answers: " + proc.stderr.decode(errors="replace").strip()[-300:]
         return None
 
-    def run_args(self, name: str, source: str | None, limits: WorkspaceLimits) -> list[str]:
+    def run_args(self, name: str, source: str | None, limits: SandboxLimits) -> list[str]:
         uid = self.user.split(":")[0]
         args = [self.docker, "run", "-d", "--rm", "--name", name, "--network", "none",
                 "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -76,7 +76,7 @@ class DockerBackend(SandboxBackend):
             args += ["--volume", f"{os.path.realpath(source)}:{SOURCE}:ro"]
         return [*args, self.image, "sleep", "infinity"]
 
-    async def create(self, source: str | None, limits: WorkspaceLimits) -> Sandbox:
+    async def create(self, source: str | None, limits: SandboxLimits) -> Workspace:
         if source is not None and not os.path.isdir(source):
             raise SandboxError(f"workspace source {source!r} is not a directory")
         name = f"agentrft-sbx-{uuid.uuid4().hex[:16]}"
@@ -87,7 +87,7 @@ class DockerBackend(SandboxBackend):
         out, err = await proc.communicate()
         if proc.returncode != 0:
             raise SandboxError("docker run failed: " + err.decode(errors="replace").strip()[-500:])
-        sandbox = DockerSandbox(self, name, limits)
+        sandbox = DockerWorkspace(self, name, limits)
         try:
             if source is not None:
                 copy = await sandbox.exec(
@@ -103,15 +103,15 @@ class DockerBackend(SandboxBackend):
         return sandbox
 
 
-class DockerSandbox(Sandbox):
-    def __init__(self, backend: DockerBackend, name: str, limits: WorkspaceLimits):
+class DockerWorkspace(Workspace):
+    def __init__(self, backend: DockerBackend, name: str, limits: SandboxLimits):
         self.backend, self.name, self.limits = backend, name, limits
         self.start_time = 0.0
         self._running = 0
         self._closed = False
 
     async def exec(self, argv: Sequence[str], *, stdin: bytes = b"",
-                   limits: WorkspaceLimits | None = None) -> ExecResult:
+                   limits: SandboxLimits | None = None) -> ExecResult:
         if self._closed:
             raise SandboxError("the sandbox is closed")
         limits = limits or self.limits

@@ -4,8 +4,7 @@ Each rollout awaits `sampler.sample(prompt_ids)`; requests that arrive while the
 busy, or within a short gathering window, go into the next batch. The engine runs in a
 worker thread so tool calls (on the event loop) proceed while it samples.
 
-An engine that batches continuously (`submit` / `step` / `reset`, as `StaticEngine` has) is
-driven differently: a turn that becomes ready joins the running batch at the next `step`, and
+A `ContinuousEngine` (`submit` / `step` / `reset`, as `StaticEngine` is) is driven differently: a turn that becomes ready joins the running batch at the next `step`, and
 a finished turn goes back to its rollout at once, instead of waiting for the batch's longest.
 """
 
@@ -15,7 +14,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.base import Completion, ContinuousEngine, Engine, SamplingParams
 
 
 @dataclass
@@ -47,7 +46,7 @@ class BatchingSampler:
         return await fut
 
     async def _run(self) -> None:
-        if _continuous(self.engine):
+        if isinstance(self.engine, ContinuousEngine):
             return await self._run_continuous()
         while True:
             await self._wakeup.wait()
@@ -114,6 +113,3 @@ class BatchingSampler:
         ids = [self.engine.submit(r.prompt, r.params) for r in new]
         return ids, self.engine.step()
 
-
-def _continuous(engine: Engine) -> bool:
-    return all(callable(getattr(engine, name, None)) for name in ("submit", "step", "reset"))

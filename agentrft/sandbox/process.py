@@ -1,4 +1,5 @@
-"""Run an untrusted command with limits: bubblewrap where it works, a plain subprocess otherwise.
+"""`ProcessSandbox`: run one untrusted command with limits: bubblewrap where it works, a plain
+subprocess otherwise. The python graders use it; the bubblewrap workspaces reuse its launcher.
 
 `default_sandbox()` picks `BwrapSandbox` when `bwrap` is installed *and* a trial run inside it
 succeeds. Otherwise it raises `SandboxUnavailable`, unless the operator opted in to running
@@ -43,12 +44,12 @@ interpreter's prefix while still root and runs Python through /proc/self/fd/N wi
 pointing there (the fd survives the uid switch; the path does not need to be enterable).
 
 Supervising a run (stdin, output caps, wall clock), killing its processes and the pool of
-per-run uids live in `agentrft.graders.sandbox_procs`.
+per-run uids live in `agentrft.sandbox.procs`.
 
 Example::
 
     sandbox = default_sandbox()
-    result = await sandbox.run([sys.executable, "-c", "print(2 + 2)"], b"", SandboxLimits())
+    result = await sandbox.run([sys.executable, "-c", "print(2 + 2)"], b"", PYTHON_GRADER_LIMITS)
     assert result.started and result.exit_code == 0 and result.stdout == b"4\\n"
 """
 
@@ -71,29 +72,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from agentrft.errors import SandboxUnavailable
-from agentrft.graders.sandbox_procs import UID_POOL, kill_uid, read_all, supervise, uid_exists
+from agentrft.sandbox.limits import PYTHON_GRADER_LIMITS, SandboxLimits
+from agentrft.sandbox.procs import UID_POOL, kill_uid, read_all, supervise, uid_exists
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UIDS = range(60000, 61000)  # unprivileged uids for runs (skipping any that exist)
-
-
-@dataclass(frozen=True)
-class SandboxLimits:
-    cpu_seconds: int = 120
-    memory_bytes: int = 2 * 1024**3   # address space
-    max_processes: int = 64           # processes + threads of the run
-    wall_seconds: float = 150.0
-    output_bytes: int = 1 << 20       # per stream (stdout, stderr)
-    tmp_bytes: int = 64 << 20         # the scratch tmpfs; also the largest file it may write
-    open_files: int = 256
-
-    def rlimits(self) -> list[tuple[str, tuple[int, int]]]:
-        cpu = max(1, int(self.cpu_seconds))
-        return [("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_AS", (self.memory_bytes,) * 2),
-                ("RLIMIT_NPROC", (self.max_processes,) * 2),
-                ("RLIMIT_FSIZE", (self.tmp_bytes,) * 2),
-                ("RLIMIT_NOFILE", (self.open_files,) * 2), ("RLIMIT_CORE", (0, 0))]
 
 
 @dataclass(frozen=True)
@@ -110,14 +94,14 @@ class SandboxResult:
         return -self.exit_code if self.exit_code is not None and self.exit_code < 0 else None
 
 
-class Sandbox(abc.ABC):
+class ProcessSandbox(abc.ABC):
     """Runs one command with limits; never raises for the command's or its own failure.
 
     `argv[0]` must be an absolute path; `sys.executable` is always runnable inside. Run Python
     with `-s -P` rather than `-I`: the sandbox controls the environment, and the fallback needs
     PYTHONHOME. A fake for tests::
 
-        class FakeSandbox(Sandbox):
+        class FakeSandbox(ProcessSandbox):
             name, isolates_network = "fake", True
             async def run(self, argv, stdin, limits):
                 return SandboxResult(True, 0, b"", b"")
@@ -172,8 +156,8 @@ _ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWR
         "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-class LaunchingSandbox(Sandbox):
-    """The run loop the sandboxes share (also `agentrft.tools.sandbox.bwrap`'s commands in a
+class LaunchingSandbox(ProcessSandbox):
+    """The run loop the sandboxes share (also `agentrft.sandbox.bwrap_workspace`'s commands in a
     rollout's workspace); subclasses say how the launcher is started."""
 
     # Without a pid namespace, processes forked by the command may outlive it holding our pipes:
@@ -256,7 +240,7 @@ class LaunchingSandbox(Sandbox):
         status_r, status_w = os.pipe()
         cwd = None
         try:
-            cmd, env, cwd = self._command([sys.executable, "-c", "pass"], SandboxLimits(), uid,
+            cmd, env, cwd = self._command([sys.executable, "-c", "pass"], PYTHON_GRADER_LIMITS, uid,
                                           status_w)
             proc = subprocess.run(cmd, env=env, cwd=cwd, pass_fds=(status_w,), timeout=60,
                                   stdin=subprocess.DEVNULL, capture_output=True)
@@ -345,7 +329,7 @@ def bwrap_problem(bwrap: str | None) -> str | None:
     return None
 
 
-def choose_sandbox(bwrap: str | None, *, allow_unsandboxed: bool) -> Sandbox:
+def choose_sandbox(bwrap: str | None, *, allow_unsandboxed: bool) -> ProcessSandbox:
     """BwrapSandbox where bubblewrap runs; else the plain subprocess only if the operator opted
     in; else `SandboxUnavailable`: untrusted code is never run unisolated by default."""
     problem = bwrap_problem(bwrap)
@@ -359,11 +343,11 @@ def choose_sandbox(bwrap: str | None, *, allow_unsandboxed: bool) -> Sandbox:
         f"pass --allow-unsandboxed-code", field="grader.type")
 
 
-_default: Sandbox | None = None
+_default: ProcessSandbox | None = None
 _default_lock = threading.Lock()
 
 
-def default_sandbox() -> Sandbox:
+def default_sandbox() -> ProcessSandbox:
     """`choose_sandbox` for this machine; bubblewrap is probed once per process."""
     global _default
     with _default_lock:

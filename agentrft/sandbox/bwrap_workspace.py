@@ -5,7 +5,7 @@ the sandbox: a mount namespace with a size-limited tmpfs at /workspace, its own 
 IPC and UTS namespaces. The workspace starts as a copy of the source directory, made by the
 sandbox user from a read-only bind of the source. Each command enters the holder's
 namespaces (`nsenter`) and runs through the python graders' launcher
-(`agentrft.graders.sandbox`), which switches to the sandbox's own unprivileged uid, sets
+(`agentrft.sandbox.process`), which switches to the sandbox's own unprivileged uid, sets
 no_new_privs and the rlimits, then execs it; `supervise` caps its output and wall clock.
 `close` kills the holder: the pid namespace dies with every process in it, and the tmpfs
 workspace with its mount namespace; nothing is left on the host's disk. The holder also
@@ -25,7 +25,7 @@ What a sandbox isolates:
 - processes: its own pid namespace; a command's process group is killed when it ends (or
   hits its wall clock or output cap), and every process of the sandbox's uid once no other
   command of that sandbox is running; everything dies at `close`;
-- limits (`WorkspaceLimits`): CPU seconds, address space, processes and threads, open
+- limits (`SandboxLimits`): CPU seconds, address space, processes and threads, open
   files, file size per command; wall clock; stdout/stderr bytes; tmpfs sizes.
 
 What it does not isolate:
@@ -52,11 +52,11 @@ import sys
 import time
 from typing import Sequence
 
-from agentrft.graders.sandbox import DEFAULT_UIDS, LaunchingSandbox
-from agentrft.graders.sandbox_procs import UID_POOL, kill_uid
-from agentrft.tools.sandbox.base import (COPY_SOURCE, COPY_TIMEOUT_S, SOURCE, WORKSPACE,
-                                         ExecResult, Sandbox, SandboxBackend, SandboxError,
-                                         WorkspaceLimits)
+from agentrft.sandbox.process import DEFAULT_UIDS, LaunchingSandbox
+from agentrft.sandbox.procs import UID_POOL, kill_uid
+from agentrft.sandbox.limits import SandboxLimits
+from agentrft.sandbox.workspace import (COPY_SOURCE, COPY_TIMEOUT_S, SOURCE, WORKSPACE, ExecResult,
+                                        SandboxError, Workspace, WorkspaceBackend)
 
 SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 START_TIMEOUT_S = 30.0
@@ -65,7 +65,7 @@ ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp"
        "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-class BwrapBackend(SandboxBackend):
+class BwrapBackend(WorkspaceBackend):
     name, isolates_network = "bwrap", True
 
     def __init__(self, bwrap: str | None = None, nsenter: str | None = None,
@@ -87,7 +87,7 @@ class BwrapBackend(SandboxBackend):
                 return f"{tool} is not installed (apt-get install bubblewrap util-linux)"
         return None
 
-    async def create(self, source: str | None, limits: WorkspaceLimits) -> Sandbox:
+    async def create(self, source: str | None, limits: SandboxLimits) -> Workspace:
         if problem := self.available():
             raise SandboxError(problem)
         if source is not None and not os.path.isdir(source):
@@ -97,7 +97,7 @@ class BwrapBackend(SandboxBackend):
         except asyncio.TimeoutError:
             raise SandboxError(f"no free sandbox uid in {self.uids.start}-{self.uids.stop - 1} "
                                f"after {START_TIMEOUT_S:.0f} s: too many live sandboxes") from None
-        sandbox = BwrapSandbox(self, uid, limits)
+        sandbox = BwrapWorkspace(self, uid, limits)
         try:
             await sandbox._start(source)
         except BaseException:
@@ -105,7 +105,7 @@ class BwrapBackend(SandboxBackend):
             raise
         return sandbox
 
-    def holder_args(self, source: str | None, limits: WorkspaceLimits, info_fd: int) -> list[str]:
+    def holder_args(self, source: str | None, limits: SandboxLimits, info_fd: int) -> list[str]:
         args = [self.bwrap, "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                 "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
         args += _system_root()
@@ -140,8 +140,8 @@ class _Exec(LaunchingSandbox):
         return [*enter, *self._launcher(argv, limits, uid, status_fd)], dict(ENV), None
 
 
-class BwrapSandbox(Sandbox):
-    def __init__(self, backend: BwrapBackend, uid: int, limits: WorkspaceLimits):
+class BwrapWorkspace(Workspace):
+    def __init__(self, backend: BwrapBackend, uid: int, limits: SandboxLimits):
         self.backend, self.uid, self.limits = backend, uid, limits
         self.holder: asyncio.subprocess.Process | None = None
         self._exec: _Exec | None = None
@@ -182,7 +182,7 @@ class BwrapSandbox(Sandbox):
         self.start_time = time.monotonic() - t0
 
     async def exec(self, argv: Sequence[str], *, stdin: bytes = b"",
-                   limits: WorkspaceLimits | None = None) -> ExecResult:
+                   limits: SandboxLimits | None = None) -> ExecResult:
         if self._closed or self._exec is None:
             raise SandboxError("the sandbox is closed")
         if self.holder is not None and self.holder.returncode is not None:

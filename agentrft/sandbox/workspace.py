@@ -1,14 +1,15 @@
-"""The `Sandbox` protocol: one isolated, writable workspace per rollout for shell-like tools.
+"""The `Workspace` protocol: one isolated, writable workspace per rollout for shell-like tools.
 
-A `SandboxBackend` creates sandboxes; a `Sandbox` runs commands in its workspace (mounted at
+A `WorkspaceBackend` creates workspaces; a `Workspace` runs commands in it (mounted at
 `/workspace`, the working directory of every command) until it is closed. Each command
-runs with `WorkspaceLimits`, and whatever it leaves running is killed when it ends, so one
+runs with `SandboxLimits`, and whatever it leaves running is killed when it ends, so one
 command cannot slow down the next. Files persist between the commands of one sandbox and
-vanish when it is closed. Backends: `agentrft.tools.sandbox.bwrap` (bubblewrap, the default)
-and `agentrft.tools.sandbox.docker` (one container per sandbox).
+vanish when it is closed. Backends: `agentrft.sandbox.bwrap_workspace` (bubblewrap, the
+default) and `agentrft.sandbox.docker_workspace` (one container per workspace).
 
-(`agentrft.graders.sandbox.Sandbox` is the other, one-shot kind: run one command, no workspace;
-python graders use it. The bubblewrap workspace backend reuses its launcher and supervision.)
+(`agentrft.sandbox.process.ProcessSandbox` is the other, one-shot kind: run one command, no
+workspace; python graders use it. The bubblewrap workspace backend reuses its launcher and
+supervision.)
 
 Outcomes: a command's own failure (non-zero exit, a limit hit) is an `ExecResult`, shown to
 the model; a sandbox that cannot start or dies raises `SandboxError`, an infrastructure
@@ -17,7 +18,7 @@ failure that discards the rollout.
 Example::
 
     backend = BwrapBackend()
-    sandbox = await backend.create("/path/to/repo", WorkspaceLimits(wall_seconds=10))
+    sandbox = await backend.create("/path/to/repo", SandboxLimits(wall_seconds=10))
     try:
         result = await sandbox.exec(["/bin/sh", "-c", "grep -rl TODO ."])
         print(result.exit_code, result.stdout)
@@ -26,7 +27,7 @@ Example::
 
 A fake for tests::
 
-    class FakeSandbox(Sandbox):
+    class FakeWorkspace(Workspace):
         async def exec(self, argv, *, stdin=b"", limits=None):
             return ExecResult(0, "", "", None, 0.0)
         async def close(self):
@@ -36,45 +37,19 @@ A fake for tests::
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 from agentrft.errors import SandboxError
-from agentrft.graders.sandbox import SandboxLimits
+from agentrft.sandbox.limits import SandboxLimits
 
-__all__ = ["WORKSPACE", "ExecResult", "Sandbox", "SandboxBackend", "SandboxError", "WorkspaceLimits"]
+__all__ = ["WORKSPACE", "ExecResult", "SandboxError", "Workspace", "WorkspaceBackend"]
 
 WORKSPACE = "/workspace"
 SOURCE = "/.source"  # where a backend binds the workspace source read-only inside
 # run by the sandbox user when a sandbox starts: /workspace becomes a copy of the source
 COPY_SOURCE = f"find {SOURCE} -mindepth 1 -maxdepth 1 -exec cp -a -t {WORKSPACE} {{}} +"
 COPY_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True)
-class WorkspaceLimits:
-    """Limits of one sandbox. Per command: CPU seconds, address space, processes and threads
-    (of the whole sandbox), open files, wall clock, bytes of stdout and of stderr kept (a
-    command that writes more is killed). Per sandbox: the workspace and /tmp sizes (tmpfs)."""
-
-    cpu_seconds: int = 20
-    memory_bytes: int = 1 << 30
-    max_processes: int = 64
-    wall_seconds: float = 30.0
-    output_bytes: int = 256 << 10
-    open_files: int = 256
-    workspace_bytes: int = 256 << 20
-    tmp_bytes: int = 64 << 20
-
-    def command_limits(self) -> SandboxLimits:
-        # The largest file a command may write is the workspace size (RLIMIT_FSIZE).
-        return SandboxLimits(cpu_seconds=self.cpu_seconds, memory_bytes=self.memory_bytes,
-                             max_processes=self.max_processes, wall_seconds=self.wall_seconds,
-                             output_bytes=self.output_bytes, open_files=self.open_files,
-                             tmp_bytes=max(self.workspace_bytes, self.tmp_bytes))
-
-    def with_(self, **changes) -> "WorkspaceLimits":
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -86,14 +61,14 @@ class ExecResult:
     wall_time: float
 
 
-class Sandbox(abc.ABC):
+class Workspace(abc.ABC):
     """One live workspace. `exec` may be called concurrently (parallel tool calls)."""
 
     workspace: str = WORKSPACE
 
     @abc.abstractmethod
     async def exec(self, argv: Sequence[str], *, stdin: bytes = b"",
-                   limits: WorkspaceLimits | None = None) -> ExecResult:
+                   limits: SandboxLimits | None = None) -> ExecResult:
         """Run argv (argv[0] an absolute path or a name on PATH) in the workspace."""
 
     @abc.abstractmethod
@@ -101,14 +76,14 @@ class Sandbox(abc.ABC):
         """Kill everything in the sandbox and delete the workspace. Idempotent."""
 
 
-class SandboxBackend(abc.ABC):
+class WorkspaceBackend(abc.ABC):
     """Creates sandboxes. `isolates_network` says whether commands can reach any network."""
 
     name: str
     isolates_network: bool = True
 
     @abc.abstractmethod
-    async def create(self, source: str | None, limits: WorkspaceLimits) -> Sandbox:
+    async def create(self, source: str | None, limits: SandboxLimits) -> Workspace:
         """A new sandbox whose workspace starts as a copy of directory `source` (empty if
         None). Raises SandboxError if it cannot start."""
 

@@ -1,19 +1,19 @@
-"""Choosing a sandbox backend by name: "bwrap", "docker", or "auto" (bwrap where it runs,
+"""Choosing a workspace backend by name: "bwrap", "docker", or "auto" (bwrap where it runs,
 else a Docker engine where one answers)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from agentrft.tools.sandbox.base import SandboxBackend, SandboxError
+from agentrft.sandbox.workspace import SandboxError, WorkspaceBackend
 
 BackendName = Literal["auto", "bwrap", "docker"]
 
 
 def make_backend(kind: BackendName = "auto", *, image: str | None = None,
-                 expose: tuple[str, ...] = ()) -> SandboxBackend:
-    from agentrft.tools.sandbox.bwrap import BwrapBackend
-    from agentrft.tools.sandbox.docker import DockerBackend
+                 expose: tuple[str, ...] = ()) -> WorkspaceBackend:
+    from agentrft.sandbox.bwrap_workspace import BwrapBackend
+    from agentrft.sandbox.docker_workspace import DockerBackend
 
     if kind not in ("bwrap", "docker"):  # "auto"
         bwrap_problem = BwrapBackend.available()
@@ -30,8 +30,8 @@ def make_backend(kind: BackendName = "auto", *, image: str | None = None,
 def isolation_summary() -> str:
     """One line for start-up logs: which backend isolates shell-like tools here. There is no
     unisolated backend: without one, a job declaring such tools fails its preflight."""
-    from agentrft.tools.sandbox.bwrap import BwrapBackend
-    from agentrft.tools.sandbox.docker import DockerBackend
+    from agentrft.sandbox.bwrap_workspace import BwrapBackend
+    from agentrft.sandbox.docker_workspace import DockerBackend
 
     if (bwrap := BwrapBackend.available()) is None:
         return "shell tools: bubblewrap workspaces"

@@ -1,4 +1,4 @@
-"""Process plumbing for `agentrft.graders.sandbox`: supervising a run, killing what it leaves.
+"""Process plumbing for `agentrft.sandbox.process`: supervising a run, killing what it leaves.
 
 - `supervise`: feed stdin, read stdout/stderr up to the output cap, enforce the wall clock, then
   kill the launcher's process group (and, without a pid namespace, every process of the run's uid);
@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agentrft.graders.sandbox import SandboxLimits
+    from agentrft.sandbox.limits import SandboxLimits
 
 
 async def supervise(proc: asyncio.subprocess.Process, stdin: bytes, limits: SandboxLimits,

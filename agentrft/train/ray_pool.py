@@ -39,6 +39,7 @@ from typing import Any, Callable
 from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
 from agentrft.spec.job import JobSpec
+from agentrft.train.ray_cluster import connect_ray
 
 MAX_ATTEMPTS = 2  # a chunk runs at most this often before its rollouts are discarded
 RESTART_WAIT_S = 300.0  # how long to wait for a restarting worker
@@ -87,7 +88,7 @@ class RolloutWorker:
 
         if weights is not None:
             self._load(weights)
-        self.engine.generator.manual_seed(seed)
+        self.engine.reseed(seed)
         return self.loop.run_until_complete(run_rollouts(rows, self.env))
 
     def _load(self, weights: dict[str, Any]) -> None:
@@ -109,18 +110,6 @@ def policy_weights(policy) -> dict[str, Any]:
     else:
         state = policy.model.state_dict()
     return {k: v.detach().to("cpu") for k, v in state.items()}
-
-
-def connect_ray(address: str) -> None:
-    """Join the cluster at `address` (or `auto`), or start a fresh one-machine instance for
-    `local` (tests, one box); nothing when this process is connected already."""
-    import ray
-
-    if not ray.is_initialized():
-        if address == "local":
-            ray.init(include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
 
 class RayRolloutPool:

@@ -1,4 +1,5 @@
-"""`{{item.x}}` / `{{sample.y}}` templates, as OpenAI's graders write them.
+"""`{{item.x}}` / `{{sample.y}}` templates, as OpenAI's graders write them (graders and sandboxed
+tools both render them).
 
 A variable is a root (`item` or `sample`) followed by `.key` and `[index]` steps::
 
