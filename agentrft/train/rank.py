@@ -8,7 +8,7 @@
             fsdp: reduce-scatter in backward; the loss is scaled by N, since it averages
             clip at 1.0 on the global gradient norm, AdamW step on what this rank holds
         weights()          rank 0: full tensors of what trains (LoRA adapter or all weights),
-                           gathered one parameter at a time; other ranks keep nothing
+                           gathered to rank 0 one parameter at a time (train/sharded.py)
         optimizer_state()  rank 0: AdamW state in the single-process layout (param indices)
         load(w, opt)       every rank takes the full tensors and keeps its shard
 
@@ -28,8 +28,9 @@ gather those weights for the whole computation and reduce-scatter their gradient
     LogprobForward   (root unit: embeddings, final norm, head; LoRA weights outside layers)
       └─ model ─ backbone ─ layers[i]   (one unit each: gathered for its forward/backward only)
 
-Full-vocabulary logits at every position were the largest thing a rank held (SmolLM2-135M,
-16 × ~700-token rollouts: a peak RSS of 7.2 GiB per rank, against 1.9 GiB this way).
+Full-vocabulary logits at every position cost each rank ~1.2 GiB more at its peak (SmolLM2-135M
+LoRA, 16 rollouts of ~700 tokens with ~80 trained each, 2 CPU ranks: peak RSS 7.2 against 6.0
+GiB); what remains is what one process holds too, mostly a micro-batch's attention activations.
 Neither strategy uses `Policy.update`'s shared-prefix pass yet (under FSDP its separate
 backward would be one more collective to keep in lockstep).
 """
@@ -46,6 +47,7 @@ from agentrft.spec.job import Hyperparameters
 from agentrft.train.loss import MicroBatch, TrainSequence, backbone_and_head, can_pack, collate, \
     packing_pays, policy_loss_sum, token_logprobs
 from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches
+from agentrft.train.sharded import local, shard_like, to_rank0
 
 NO_LOSS = TrainSequence([0, 0], [0, 0], 0.0)  # what a rank with no sequence left runs (FSDP)
 MAX_GRAD_NORM = 1.0  # as Policy.update
@@ -61,32 +63,6 @@ class LogprobForward(torch.nn.Module):
 
     def forward(self, batch: MicroBatch, temperature: float, packed: bool) -> torch.Tensor:
         return token_logprobs(self.model, batch, temperature, packed=packed)
-
-
-def _dtensor():
-    from torch.distributed.tensor import DTensor
-
-    return DTensor
-
-
-def full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of a (possibly sharded) parameter or state; a collective for a DTensor."""
-    return t.full_tensor() if isinstance(t, _dtensor()) else t
-
-
-def local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, _dtensor()) else t
-
-
-def shard_like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """A full tensor cut the way `param` is (every rank holds the same full value, so no
-    communication is needed); unchanged for a plain parameter."""
-    if not isinstance(param, _dtensor()):
-        return value.to(param.device)
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
-                             src_data_rank=None)
 
 
 class RankTrainer:
@@ -255,12 +231,12 @@ class RankTrainer:
 
     @torch.no_grad()
     def weights(self) -> dict[str, torch.Tensor] | None:
+        """Rank 0: every synced tensor whole, on the CPU (see `agentrft.train.sharded`)."""
         out = {}
         for name, p in self._synced():
-            t = full(p)  # one parameter at a time: no rank ever holds the whole model
-            if self.rank == 0:
+            t = to_rank0(p)  # one parameter at a time, gathered to rank 0 only
+            if t is not None:
                 out[name] = t.detach().to("cpu", copy=True)
-            del t
         return out if self.rank == 0 else None
 
     @torch.no_grad()
@@ -270,8 +246,10 @@ class RankTrainer:
         for index in sorted(state["state"]):
             entry = {}
             for key, value in state["state"][index].items():
-                value = full(value) if torch.is_tensor(value) else value
-                entry[key] = value.detach().to("cpu", copy=True) if torch.is_tensor(value) else value
+                if torch.is_tensor(value):
+                    value = to_rank0(value)
+                    value = None if value is None else value.detach().to("cpu", copy=True)
+                entry[key] = value
             out[index] = entry
         if self.rank != 0:
             return None
