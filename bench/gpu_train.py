@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{'':<10}{args.ranks} ranks / one process tok/s: "
                   f"{times[OURS] / ranked[0].step_s:.2f}x")
     if "ranks" in args.rows and args.ranks < 2:
-        print(f"# multi-rank row: not measured ({gpus} GPU visible; it needs 2 or more, or "
-              f"--ranks N)")
+        print(f"# multi-rank row: not measured (needs ≥2 GPUs; {gpus} found; or --ranks N "
+              f"for gloo ranks on the CPU)")
 
 
 def load_model_vocab(ref: str) -> int:

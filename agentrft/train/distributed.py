@@ -8,7 +8,8 @@ runs as N ranks under torch.distributed (`training: {strategy: ddp|fsdp, world_s
                                      each: Σ its token losses / the step's total tokens
                                      ddp: gradients all-reduced; fsdp: sharded (FSDP2)
           ◄── rank 0: full tensors of what trains (the LoRA adapter, or every weight),
-              gathered one parameter at a time ─► host model ─► engine.sync_weights as ever
+              gathered to rank 0 alone one parameter at a time (train/sharded.py; no other
+              rank holds a whole tensor) ─► host model ─► engine.sync_weights as ever
 
 Ranks are processes spawned on this machine (gloo on CPU, nccl with rank r on cuda:r), or
 Ray actors, one GPU each, when the trainer is given `ray=` (`agentrft train --ray ADDRESS`).

@@ -8,7 +8,7 @@
             fsdp: reduce-scatter in backward; the loss is scaled by N, since it averages
             clip at 1.0 on the global gradient norm, AdamW step on what this rank holds
         weights()          rank 0: full tensors of what trains (LoRA adapter or all weights),
-                           gathered one parameter at a time; other ranks keep nothing
+                           gathered to rank 0 one parameter at a time (train/sharded.py)
         optimizer_state()  rank 0: AdamW state in the single-process layout (param indices)
         load(w, opt)       every rank takes the full tensors and keeps its shard
 
@@ -16,11 +16,23 @@ Every rank's sum over its own tokens, divided by the step's total, adds up acros
 the single-process loss, so a step's result does not depend on N (up to float summation order).
 
 FSDP runs collectives in every forward and backward, so all ranks run the same number of
-micro-batches: one that runs out of sequences runs a two-token batch with no loss. Under FSDP
-the model is called through its root (full-vocabulary logits on every position) rather than
-as backbone and head, because calling the backbone alone would bypass the root's hooks that
-gather the embeddings and the head. Neither strategy uses `Policy.update`'s shared-prefix pass
-yet (under FSDP its separate backward would be one more collective to keep in lockstep).
+micro-batches: one that runs out of sequences runs a two-token batch with no loss.
+
+The loss applies the output head only where a loss is taken, for every strategy, as one
+process does (`token_logprobs`: backbone, then the head on the selected hidden states). Under
+FSDP that is two calls into the model, and calling the backbone alone would bypass the root's
+hooks that gather the embeddings, the final norm and the head. So the FSDP root is not the
+model but `LogprobForward`, a module around it whose forward is `token_logprobs`: its hooks
+gather those weights for the whole computation and reduce-scatter their gradients after it.
+
+    LogprobForward   (root unit: embeddings, final norm, head; LoRA weights outside layers)
+      └─ model ─ backbone ─ layers[i]   (one unit each: gathered for its forward/backward only)
+
+Full-vocabulary logits at every position cost each rank ~1.2 GiB more at its peak (SmolLM2-135M
+LoRA, 16 rollouts of ~700 tokens with ~80 trained each, 2 CPU ranks: peak RSS 7.2 against 6.0
+GiB); what remains is what one process holds too, mostly a micro-batch's attention activations.
+Neither strategy uses `Policy.update`'s shared-prefix pass yet (under FSDP its separate
+backward would be one more collective to keep in lockstep).
 """
 
 from __future__ import annotations
@@ -32,49 +44,25 @@ import torch
 import torch.distributed as dist
 
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, packing_pays, \
-    policy_loss_sum, token_logprobs
+from agentrft.train.loss import MicroBatch, TrainSequence, backbone_and_head, can_pack, collate, \
+    packing_pays, policy_loss_sum, token_logprobs
 from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches
+from agentrft.train.sharded import local, shard_like, to_rank0
 
 NO_LOSS = TrainSequence([0, 0], [0, 0], 0.0)  # what a rank with no sequence left runs (FSDP)
 MAX_GRAD_NORM = 1.0  # as Policy.update
 
 
-class RootForward:
-    """The model called as a whole: `token_logprobs` finds no backbone/head split in it and
-    takes full logits from `model(input_ids, attention_mask)`, so FSDP's root hooks run."""
+class LogprobForward(torch.nn.Module):
+    """`token_logprobs(model, batch, ...)` as a module's forward, so that FSDP's root hooks,
+    on this module, run around the backbone and head calls inside it (module docstring)."""
 
-    def __init__(self, model):
-        self._root = model
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
 
-    def __call__(self, **kwargs):
-        return self._root(**kwargs)
-
-
-def _dtensor():
-    from torch.distributed.tensor import DTensor
-
-    return DTensor
-
-
-def full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of a (possibly sharded) parameter or state; a collective for a DTensor."""
-    return t.full_tensor() if isinstance(t, _dtensor()) else t
-
-
-def local(t: torch.Tensor) -> torch.Tensor:
-    return t.to_local() if isinstance(t, _dtensor()) else t
-
-
-def shard_like(value: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
-    """A full tensor cut the way `param` is (every rank holds the same full value, so no
-    communication is needed); unchanged for a plain parameter."""
-    if not isinstance(param, _dtensor()):
-        return value.to(param.device)
-    from torch.distributed.tensor import distribute_tensor
-
-    return distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
-                             src_data_rank=None)
+    def forward(self, batch: MicroBatch, temperature: float, packed: bool) -> torch.Tensor:
+        return token_logprobs(self.model, batch, temperature, packed=packed)
 
 
 class RankTrainer:
@@ -84,6 +72,9 @@ class RankTrainer:
         self.model_ref, self.hp, self.strategy = model_ref, hp, strategy
         self.backend, self.device, self.threads = backend, device, threads
         self.policy: Policy | None = None
+        # the log-prob computation of the model and of its KL reference (`LogprobForward`)
+        self.logprobs: LogprobForward | None = None
+        self.reference_logprobs: LogprobForward | None = None
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -108,18 +99,20 @@ class RankTrainer:
         dist.init_process_group(self.backend, init_method=f"tcp://{host}:{port}",
                                 rank=self.rank, world_size=self.world_size)
         self.policy = Policy(self.model_ref, self.hp, device=self.device)
+        self.logprobs = LogprobForward(self.policy.model)
+        # a LoRA model's reference is the same model with its adapter off
+        self.reference_logprobs = (LogprobForward(self.policy.reference)
+                                   if self.policy.reference is not None else self.logprobs)
         if self.strategy == "fsdp":
             self._shard()
 
     def _shard(self) -> None:
         from torch.distributed.fsdp import fully_shard
 
-        for model in (self.policy.model, self.policy.reference):
-            if model is None:
-                continue
-            for layer in decoder_layers(model) or []:
+        for root in {id(m): m for m in (self.logprobs, self.reference_logprobs)}.values():
+            for layer in decoder_layers(root.model) or []:
                 fully_shard(layer)
-            fully_shard(model)
+            fully_shard(root)  # the rest: embeddings, final norm, head (module docstring)
         # fully_shard replaced the parameters by sharded ones: the optimizer must hold those
         group = self.policy.optimizer.param_groups[0]
         self.policy.optimizer = torch.optim.AdamW(
@@ -143,8 +136,7 @@ class RankTrainer:
         sharded = self.strategy == "fsdp"
         policy.model.train()
         split = backbone_and_head(policy.model)
-        packable = (not sharded and hp.pack_sequences and split is not None
-                    and can_pack(split[0]))
+        packable = hp.pack_sequences and split is not None and can_pack(split[0])
         chunks = micro_batches(sorted(seqs, key=lambda s: len(s.token_ids)), hp.micro_batch_size,
                                hp.micro_batch_tokens, packed=packable)
         rounds = len(chunks)
@@ -152,7 +144,6 @@ class RankTrainer:
             n = torch.tensor([rounds])
             dist.all_reduce(n, op=dist.ReduceOp.MAX)
             rounds = int(n)
-        forward = RootForward(policy.model) if sharded else policy.model
         scale = self.world_size if sharded else 1  # FSDP's reduce-scatter averages
         policy.optimizer.zero_grad(set_to_none=True)
         keys = ["loss", "clip_fraction_sum", "is_capped_sum", "behaviour_n", "is_ratio_sum",
@@ -165,9 +156,9 @@ class RankTrainer:
             batch = collate(chunk, policy.pad_id, policy.device)
             packed = packable and packing_pays([len(s.token_ids) for s in chunk], 0,
                                                policy.model.config)
-            ref = self._reference_logprobs(batch, packed, sharded)
+            ref = self._reference_logprobs(batch, packed)
             with autocast:
-                logp = token_logprobs(forward, batch, hp.temperature, packed=packed)
+                logp = self.logprobs(batch, hp.temperature, packed)
             loss_sum, stats = policy_loss_sum(logp, batch.behaviour_logp_BT, batch,
                                               clip_epsilon=hp.clip_epsilon, tis_cap=hp.tis_cap,
                                               ref_logp_BT=ref, kl_coef=hp.kl_coef)
@@ -192,17 +183,13 @@ class RankTrainer:
             return None
         return step_metrics(dict(zip(keys, pooled.tolist())), float(top), grad_norm, total, hp)
 
-    def _reference_logprobs(self, batch, packed: bool, sharded: bool) -> torch.Tensor | None:
+    def _reference_logprobs(self, batch, packed: bool) -> torch.Tensor | None:
         policy = self.policy
         if self.hp.kl_coef <= 0:
             return None
-        with torch.no_grad(), policy.precision.autocast(policy.device):
-            if policy.reference is not None:
-                model = RootForward(policy.reference) if sharded else policy.reference
-                return token_logprobs(model, batch, self.hp.temperature, packed=packed)
-            with policy.model.disable_adapter():
-                model = RootForward(policy.model) if sharded else policy.model
-                return token_logprobs(model, batch, self.hp.temperature, packed=packed)
+        adapter_off = policy.model.disable_adapter() if policy.reference is None else nullcontext()
+        with torch.no_grad(), policy.precision.autocast(policy.device), adapter_off:
+            return self.reference_logprobs(batch, self.hp.temperature, packed)
 
     @torch.no_grad()
     def _sum_gradients(self, params: list[torch.nn.Parameter]) -> None:
@@ -244,12 +231,12 @@ class RankTrainer:
 
     @torch.no_grad()
     def weights(self) -> dict[str, torch.Tensor] | None:
+        """Rank 0: every synced tensor whole, on the CPU (see `agentrft.train.sharded`)."""
         out = {}
         for name, p in self._synced():
-            t = full(p)  # one parameter at a time: no rank ever holds the whole model
-            if self.rank == 0:
+            t = to_rank0(p)  # one parameter at a time, gathered to rank 0 only
+            if t is not None:
                 out[name] = t.detach().to("cpu", copy=True)
-            del t
         return out if self.rank == 0 else None
 
     @torch.no_grad()
@@ -259,8 +246,10 @@ class RankTrainer:
         for index in sorted(state["state"]):
             entry = {}
             for key, value in state["state"][index].items():
-                value = full(value) if torch.is_tensor(value) else value
-                entry[key] = value.detach().to("cpu", copy=True) if torch.is_tensor(value) else value
+                if torch.is_tensor(value):
+                    value = to_rank0(value)
+                    value = None if value is None else value.detach().to("cpu", copy=True)
+                entry[key] = value
             out[index] = entry
         if self.rank != 0:
             return None
