@@ -19,7 +19,7 @@ from agentrft.errors import AgentRFTError, JobStateError, SpecError
 from agentrft.jobs.store import JobStore, can_move
 from agentrft.spec.errors import spec_error_from
 from agentrft.spec.job import JobSpec
-from agentrft.train.setup import build_tools, preflight, validate_job
+from agentrft.train.setup import open_tools, validate_job
 
 
 __all__ = ["JobStateError", "NotFound"]  # JobStateError lives in agentrft.errors
@@ -85,12 +85,8 @@ async def validate_files(store: JobStore, job_id: str) -> None:
     try:
         spec = spec_from_body(store, body)
         validate_job(spec)
-        tools = build_tools(spec.rl.tools)
-        try:
-            await preflight(tools)
-        finally:
-            for t in tools.values():
-                await t.aclose()
+        async with open_tools(spec.rl.tools):
+            pass  # every tool answered
     except Exception as e:  # noqa: BLE001 - bad input or a bug: either way this job fails
         error = error_object(e)
         store.set_status(job_id, "failed", expect=("validating_files",), error=error)

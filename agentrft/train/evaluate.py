@@ -21,7 +21,7 @@ from agentrft.spec.dataset import load_dataset
 from agentrft.spec.job import JobSpec
 from agentrft.train.metrics import per_row_summary, rollout_metrics
 from agentrft.train.records import RunDir
-from agentrft.train.setup import build_env, build_tools, preflight, validate_job
+from agentrft.train.setup import build_env, open_tools, validate_job
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -57,9 +57,7 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
                     data_file: str | None) -> dict[str, Any]:
     validated = validate_job(job)
     rows = load_dataset(data_file) if data_file else (validated.valid_rows or validated.train_rows)
-    tools = build_tools(job.rl.tools)
-    try:
-        await preflight(tools)
+    async with open_tools(job.rl.tools) as tools:
         tokenizer = load_tokenizer(model_ref)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model = load_model(model_ref, device=device, dtype=dtype)
@@ -67,9 +65,6 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
         t0 = time.perf_counter()
         rollouts = await run_rollouts([(i, r) for i, r in enumerate(rows)] * samples, env)
         elapsed = time.perf_counter() - t0
-    finally:
-        for t in tools.values():
-            await t.aclose()
     for r in rollouts:
         out.log_rollout({"step": 0, "phase": "eval", **r.to_record()})
     per_row = per_row_summary(rollouts)

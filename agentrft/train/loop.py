@@ -34,6 +34,7 @@ from agentrft.rollout.types import Rollout
 from agentrft.spec.dataset import DatasetRow
 from agentrft.spec.job import JobSpec
 from agentrft.spec.secrets import redact
+from agentrft.tools.base import ToolClient
 from agentrft.train.advantages import group_advantages
 from agentrft.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from agentrft.train.loss import TrainSequence
@@ -42,7 +43,7 @@ from agentrft.train.pipeline import RolloutPipeline
 from agentrft.train.policy import Policy
 from agentrft.train.readiness import NotReady, Readiness, StallWatch
 from agentrft.train.records import RunDir
-from agentrft.train.setup import build_env, build_policy, build_tools, preflight, validate_job
+from agentrft.train.setup import build_env, build_policy, open_tools, validate_job
 
 
 STALL_STEPS = 3  # this many steps in a row with no trained sequence raise a warning event
@@ -128,7 +129,7 @@ class Trainer:
         `ray` (an address, `auto` or `local`) runs rollouts on `ray_workers` Ray actors."""
         self.job, self.device, self.on_step = job, device, on_step
         self.ray, self.ray_workers, self.pool = ray, ray_workers, None
-        self.engine, self.policy = None, None  # set by run_async
+        self.engine, self.policy, self.pipeline = None, None, None  # set by run_async
         self.evaluate = evaluate
         self.stall = StallWatch(STALL_STEPS)  # steps in a row that trained nothing
         self.on_checkpoint, self.control = on_checkpoint, control
@@ -180,87 +181,90 @@ class Trainer:
             self.on_checkpoint(step, path, kept)
 
     async def run_async(self, *, resume: bool = False) -> list[dict[str, Any]]:
-        job, hp = self.job, self.job.hp
+        """The job, start to end (or to a pause or cancel); the metrics of every step."""
         seed_everything(self.seed)
-        tools = build_tools(job.rl.tools)
-        pipeline = None
-        try:
-            await preflight(tools)
-            policy = self.policy = build_policy(job, device=self.device, ray=self.ray)
-            env = self._env(policy, tools)
-            if self.ray:
-                from agentrft.train.ray_pool import RayRolloutPool
+        async with open_tools(self.job.rl.tools) as tools:  # closed last, after the engine
+            try:
+                return await self._run(tools, resume=resume)
+            finally:
+                await self._close()
 
-                self.pool = RayRolloutPool(job, address=self.ray, workers=self.ray_workers,
-                                           device=self.device, on_event=self.run.log_event)
-                self.pool.bind(policy)
-            start = 0
-            checkpoint = latest_checkpoint(self.run.path) if resume else None
-            if checkpoint is not None:
-                state = load_checkpoint(checkpoint, policy, engine=self.engine)
-                self.engine.sync_weights(policy.model)  # a remote engine gets the loaded weights
-                start = state["step"]
-                self.run.truncate_after(start)
-                self.run.log_event(f"resumed from {checkpoint.name} (step {start})")
-            else:
-                self.run.truncate_after(-1)
-                spec = redact(json.loads(job.model_dump_json()))  # no tool headers on disk
-                (self.run.path / "job.json").write_text(json.dumps(spec, indent=2))
-                self._announce(policy, env)
-                baseline = {"step": 0, **await self._evaluate(env, 0)}
-                self.run.log_metrics(baseline)
-                self._report(0, baseline)
+    async def _run(self, tools: dict[str, ToolClient], *, resume: bool) -> list[dict[str, Any]]:
+        job, hp = self.job, self.job.hp
+        policy = self.policy = build_policy(job, device=self.device, ray=self.ray)
+        env = self._env(policy, tools)
+        if self.ray:
+            from agentrft.train.ray_pool import RayRolloutPool
 
-            self.policy_version = start  # updates the weights have seen
-            pipeline = RolloutPipeline(
-                lambda step: self._run_rollouts(self._step_rollout_rows(step), env),
-                max_staleness=hp.max_staleness, total_steps=self.total_steps,
-                version=lambda: self.policy_version)
-            for step in range(start, self.total_steps):
-                request = self.control() if self.control else None
-                if request == "pause":
-                    return self._pause(step, policy, f"paused after step {step}; a checkpoint "
-                                                     "holds the state")
-                if request == "cancel":
-                    self.run.log_event(f"cancelled after step {step}")
-                    self.outcome = "cancelled"
-                    return self.run.read_metrics()
-                t0 = time.perf_counter()
-                # sampled now, or started earlier while a previous step trained (max_staleness)
-                rollouts, staleness = await pipeline.take(step)
-                t_sampled = time.perf_counter()
-                outage = self._outage(step, rollouts)
-                if outage is not None:  # the step is redone on resume
-                    message, data = outage
-                    return self._pause(step, policy, message, reason=message, data=data)
-                shape_rewards(rollouts, self.job)
-                if step == 0:
-                    self._check_readiness(rollouts)  # NotReady: nothing here can be learned
-                metrics = await self._train_step(step, policy, rollouts)
-                metrics.update({"timing.sampling": t_sampled - t0, "policy_staleness": staleness})
-                done = self.policy_version = step + 1  # what the sampler now holds
-                if done % hp.eval_every == 0 or done == self.total_steps:
-                    metrics.update(await self._evaluate(env, done))
-                    self._checkpoint(policy, done, metrics)
-                metrics["timing.full_iteration"] = time.perf_counter() - t0
-                if stalled := self.stall.observe(done, int(metrics["trained_sequences"])):
-                    self.run.log_event(stalled, level="warn", type="warning")  # a banner too
-                self.run.log_metrics(metrics)
-                self._report(done, metrics)
-            self.run.log_event(f"finished {self.total_steps} steps")
-            self.outcome = "succeeded"
-            return self.run.read_metrics()
-        finally:
-            if pipeline is not None:
-                await pipeline.cancel()  # steps sampled ahead and not trained: redone on resume
-            if self.engine is not None:
-                self.engine.close()  # a server the engine started ends with the job
-            if self.pool is not None:
-                self.pool.shutdown()
-            if self.policy is not None:
-                self.policy.close()  # a distributed policy's ranks end with the job
-            for t in tools.values():
-                await t.aclose()
+            self.pool = RayRolloutPool(job, address=self.ray, workers=self.ray_workers,
+                                       device=self.device, on_event=self.run.log_event)
+            self.pool.bind(policy)
+        start = 0
+        checkpoint = latest_checkpoint(self.run.path) if resume else None
+        if checkpoint is not None:
+            state = load_checkpoint(checkpoint, policy, engine=self.engine)
+            self.engine.sync_weights(policy.model)  # a remote engine gets the loaded weights
+            start = state["step"]
+            self.run.truncate_after(start)
+            self.run.log_event(f"resumed from {checkpoint.name} (step {start})")
+        else:
+            self.run.truncate_after(-1)
+            spec = redact(json.loads(job.model_dump_json()))  # no tool headers on disk
+            (self.run.path / "job.json").write_text(json.dumps(spec, indent=2))
+            self._announce(policy, env)
+            baseline = {"step": 0, **await self._evaluate(env, 0)}
+            self.run.log_metrics(baseline)
+            self._report(0, baseline)
+
+        self.policy_version = start  # updates the weights have seen
+        pipeline = self.pipeline = RolloutPipeline(
+            lambda step: self._run_rollouts(self._step_rollout_rows(step), env),
+            max_staleness=hp.max_staleness, total_steps=self.total_steps,
+            version=lambda: self.policy_version)
+        for step in range(start, self.total_steps):
+            request = self.control() if self.control else None
+            if request == "pause":
+                return self._pause(step, policy, f"paused after step {step}; a checkpoint "
+                                                 "holds the state")
+            if request == "cancel":
+                self.run.log_event(f"cancelled after step {step}")
+                self.outcome = "cancelled"
+                return self.run.read_metrics()
+            t0 = time.perf_counter()
+            # sampled now, or started earlier while a previous step trained (max_staleness)
+            rollouts, staleness = await pipeline.take(step)
+            t_sampled = time.perf_counter()
+            outage = self._outage(step, rollouts)
+            if outage is not None:  # the step is redone on resume
+                message, data = outage
+                return self._pause(step, policy, message, reason=message, data=data)
+            shape_rewards(rollouts, self.job)
+            if step == 0:
+                self._check_readiness(rollouts)  # NotReady: nothing here can be learned
+            metrics = await self._train_step(step, policy, rollouts)
+            metrics.update({"timing.sampling": t_sampled - t0, "policy_staleness": staleness})
+            done = self.policy_version = step + 1  # what the sampler now holds
+            if done % hp.eval_every == 0 or done == self.total_steps:
+                metrics.update(await self._evaluate(env, done))
+                self._checkpoint(policy, done, metrics)
+            metrics["timing.full_iteration"] = time.perf_counter() - t0
+            if stalled := self.stall.observe(done, int(metrics["trained_sequences"])):
+                self.run.log_event(stalled, level="warn", type="warning")  # a banner too
+            self.run.log_metrics(metrics)
+            self._report(done, metrics)
+        self.run.log_event(f"finished {self.total_steps} steps")
+        self.outcome = "succeeded"
+        return self.run.read_metrics()
+
+    async def _close(self) -> None:
+        if self.pipeline is not None:
+            await self.pipeline.cancel()  # steps sampled ahead and not trained: redone on resume
+        if self.engine is not None:
+            self.engine.close()  # a server the engine started ends with the job
+        if self.pool is not None:
+            self.pool.shutdown()
+        if self.policy is not None:
+            self.policy.close()  # a distributed policy's ranks end with the job
 
     def _step_rollout_rows(self, step: int) -> list[tuple[int, DatasetRow]]:
         """A step's rows, each group_size times: one group per row, sampled together."""

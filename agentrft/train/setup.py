@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import AsyncIterator
 
 from agentrft.engines.base import SamplingParams
 from agentrft.engines.base import Engine
@@ -140,6 +142,20 @@ def validate_job(job: JobSpec) -> ValidatedJob:
 async def preflight(tools: dict[str, ToolClient]) -> None:
     """Every tool answers before training starts (raises ToolUnreachable otherwise)."""
     await asyncio.gather(*(t.check() for t in tools.values()))
+
+
+@asynccontextmanager
+async def open_tools(decls: list[ToolDecl]) -> AsyncIterator[dict[str, ToolClient]]:
+    """A job's tool clients, each of which has answered (`preflight`), closed on the way out
+    whatever happens: HTTP pools, MCP sessions, sandboxes. Train, eval and the jobs service's
+    validation all hold their tools this way."""
+    tools = build_tools(decls)
+    try:
+        await preflight(tools)
+        yield tools
+    finally:
+        for t in tools.values():
+            await t.aclose()
 
 
 def build_env(job: JobSpec, model, tokenizer, tools: dict[str, ToolClient], grader: Grader, *,
