@@ -230,6 +230,19 @@ class JobStore:
             "ORDER BY seq LIMIT 1", statuses).fetchone()
         return None if row is None else self._job_object(row)
 
+    def running_jobs(self) -> list[tuple[str, int | None]]:
+        """(job id, worker pid) of every running job, oldest first."""
+        rows = self.db.execute("SELECT id, worker_pid FROM jobs WHERE status = 'running' "
+                               "ORDER BY seq").fetchall()
+        return [(r["id"], r["worker_pid"]) for r in rows]
+
+    def take_over(self, job_id: str, from_pid: int | None, to_pid: int) -> bool:
+        """Hand a running job from a dead worker to `to_pid`; False if another worker (or a
+        status change) got there first: compare-and-set on (status, worker_pid)."""
+        return self.db.execute(
+            "UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'running' "
+            "AND worker_pid IS ?", (to_pid, job_id, from_pid)).rowcount == 1
+
     def _job_object(self, row: sqlite3.Row) -> dict[str, Any]:
         body = json.loads(row["body"])
         method = body.get("method") or {}

@@ -48,16 +48,11 @@ def _alive(pid: int | None) -> bool:
 def claim_next(store: JobStore) -> str | None:
     """An orphaned running job first (crash recovery), else the oldest queued one."""
     me = os.getpid()
-    for row in store.db.execute("SELECT id, worker_pid FROM jobs WHERE status = 'running' "
-                                "ORDER BY seq").fetchall():
-        if row["worker_pid"] != me and not _alive(row["worker_pid"]):
-            claimed = store.db.execute(
-                "UPDATE jobs SET worker_pid = ? WHERE id = ? AND status = 'running' "
-                "AND worker_pid IS ?", (me, row["id"], row["worker_pid"])).rowcount
-            if claimed:
-                store.add_event(row["id"], "worker restarted; resuming from the last checkpoint",
-                                level="warn")
-                return row["id"]
+    for job_id, pid in store.running_jobs():
+        if pid != me and not _alive(pid) and store.take_over(job_id, pid, me):
+            store.add_event(job_id, "worker restarted; resuming from the last checkpoint",
+                            level="warn")
+            return job_id
     while (job := store.next_job(("queued",))) is not None:
         if store.set_status(job["id"], "running", expect=("queued",), worker_pid=me):
             store.add_event(job["id"], "job started")
