@@ -74,9 +74,8 @@ def test_expect_is_a_compare_and_set_not_an_error(store):
     ("succeeded", "resume", "is succeeded; only paused jobs can be resumed"),
     ("running", "resume", "is running; only paused jobs can be resumed"),
     ("queued", "resume", "is queued; only paused jobs can be resumed"),
-    ("failed", "pause", "is failed; only running or queued jobs can be paused"),
-    ("paused", "pause", "is paused; only running or queued jobs can be paused"),
-    ("validating_files", "pause", "is validating_files; only running or queued jobs"),
+    ("failed", "pause", "is failed; only running, queued or validating jobs can be paused"),
+    ("paused", "pause", "is paused; only running, queued or validating jobs can be paused"),
     ("cancelled", "cancel", "is cancelled; it has finished and cannot be cancelled"),
     ("succeeded", "cancel", "is succeeded; it has finished"),
 ])
@@ -100,6 +99,20 @@ def test_allowed_requests_follow_the_table(client, store):
     resumed = client.post(f"/v1/fine_tuning/jobs/{paused}/resume").json()
     assert resumed["status"] == "queued" and resumed["error"] is None
     assert client.post(f"/v1/fine_tuning/jobs/{paused}/cancel").json()["status"] == "cancelled"
+
+
+def test_a_pause_asked_during_validation_takes_effect_when_the_files_pass(store, tiny_model_dir):
+    """A client that creates a job and pauses it at once (before the files are checked) gets a
+    paused job, not a 400 that depends on how fast validation was."""
+    from tests.test_jobs_worker import body
+
+    job_id = service.create_job(store, body(store, tiny_model_dir, max_steps=1))["id"]
+    assert service.request(store, job_id, "pause")["status"] == "validating_files"
+    assert store.job_row(job_id)["requested"] == "pause"
+    service.validate_files_sync(store, job_id)
+    row = store.job_row(job_id)
+    assert (row["status"], row["requested"]) == ("paused", None)
+    assert service.request(store, job_id, "resume")["status"] == "queued"
 
 
 def test_an_invalid_transition_inside_the_server_is_a_400_not_a_500(client, store, monkeypatch):

@@ -94,6 +94,10 @@ async def validate_files(store: JobStore, job_id: str) -> None:
         return
     if store.set_status(job_id, "queued", expect=("validating_files",)):
         store.add_event(job_id, "files validated; job queued")
+    # a pause asked while the files were being checked takes effect now that they passed
+    if store.job_row(job_id)["requested"] == "pause" and \
+            store.set_status(job_id, "paused", expect=("queued",), requested=None):
+        store.add_event(job_id, "job paused before it started")
 
 
 def validate_files_sync(store: JobStore, job_id: str) -> None:
@@ -116,7 +120,7 @@ def error_object(e: Exception) -> dict[str, Any]:
 # What each action asks for, and what to say when the job's status does not allow it.
 ACTIONS: dict[str, tuple[str, str]] = {
     "cancel": ("cancelled", "it has finished and cannot be cancelled"),
-    "pause": ("paused", "only running or queued jobs can be paused"),
+    "pause": ("paused", "only running, queued or validating jobs can be paused"),
     "resume": ("queued", "only paused jobs can be resumed"),
 }
 
@@ -136,6 +140,12 @@ def request(store: JobStore, job_id: str, action: str) -> dict[str, Any]:
             # the worker checkpoints (pause) or stops (cancel) at its next step boundary
             store.update_job(job_id, requested=action)
             return store.get_job(job_id)
+        if status == "validating_files" and action == "pause":
+            # a paused job has passed validation: the validation stage pauses it once it does
+            store.update_job(job_id, requested=action)
+            if store.job_row(job_id)["status"] == "validating_files":
+                return store.get_job(job_id)
+            continue  # validation finished meanwhile: decide again on the job's new status
         if not can_move(status, target):
             raise JobStateError(f"job {job_id} is {status}; {refusal}")
         # a resumed job's last pause reason is history (the events keep it), not its error
