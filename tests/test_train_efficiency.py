@@ -8,7 +8,8 @@ import torch
 
 from agentrft.errors import SpecError
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, token_logprobs
+from agentrft.train.loss import TrainSequence, backbone_and_head, collate, token_logprobs
+from agentrft.train.packing import can_pack
 from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches, \
     precision_for
 from agentrft.train.shared_prefix import SharedPrefix, shared_head_len
@@ -179,12 +180,48 @@ def test_packed_micro_batches_give_the_padded_logprobs_and_gradients(lora, share
         assert torch.allclose(g, w, rtol=1e-4, atol=1e-5), (g - w).abs().max()
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_row_holding_shared_spans_once_gives_the_padded_logprobs_and_gradients(attention):
+    """A group sharing a prompt, one rollout sharing a turn with the one before it beyond the
+    prompt, a duplicate, and a sequence sharing nothing, in one packed row (packing.py)."""
+    from agentrft.train.packing import shared_spans
+
+    model = tiny(lora=False)
+    backbone_and_head(model)[0].config._attn_implementation = attention
+    prompt = [(17 * i) % 60 + 5 for i in range(12)]
+    ids = [prompt + [81, 82, 83], prompt + [84, 85], prompt + [84, 86, 87, 88],
+           prompt + [84, 86, 87, 88], [7, 8, 9, 10]]
+    seqs = [TrainSequence(t, [0] * min(len(t) - 1, 12) + [1] * max(1, len(t) - 12),
+                          advantage=a) for t, a in zip(ids, [1.0, -0.5, 0.25, 0.75, -1.0])]
+    assert shared_spans(ids) == [0, 12, 13, 16, 0]
+
+    def run(packed: bool):
+        model.zero_grad(set_to_none=True)
+        batch = collate(seqs, PAD_ID)
+        logp = token_logprobs(model, batch, packed=packed)
+        (logp * batch.advantages_B[:, None]).sum().backward()
+        return logp.detach(), [p.grad.clone() for p in model.parameters()]
+
+    (want_logp, want_grads), (got_logp, got_grads) = run(False), run(True)
+    assert torch.allclose(got_logp, want_logp, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got_grads, want_grads):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-5), (g - w).abs().max()
+
+
 def test_packed_rows_cap_real_tokens_not_padded_ones():
-    seqs = [TrainSequence([5] * n, [0] * n, 0.0) for n in (10, 20, 30, 40)]
+    seqs = [TrainSequence([n] * n, [0] * n, 0.0) for n in (10, 20, 30, 40)]  # nothing shared
     padded = micro_batches(seqs, max_seqs=8, max_tokens=70)
     packed = micro_batches(seqs, max_seqs=8, max_tokens=70, packed=True)
     assert [len(c) for c in padded] == [2, 1, 1]  # 2 × 20 padded; 3 × 30 would be 90
     assert [len(c) for c in packed] == [3, 1]  # 10 + 20 + 30 real tokens
+
+
+def test_a_packed_row_counts_a_shared_prompt_once():
+    prompt = list(range(100, 130))
+    group = [TrainSequence(prompt + [i] * 10, [0] * 30 + [1] * 10, 0.0) for i in range(4)]
+    # 30 + 4 × 10 = 70 tokens in one row; padded or unshared it would be 160
+    assert [len(c) for c in micro_batches(group, max_seqs=8, max_tokens=70, packed=True)] == [4]
+    assert [len(c) for c in micro_batches(group, max_seqs=8, max_tokens=69, packed=True)] == [3, 1]
 
 
 def test_a_packed_update_equals_a_padded_one(tiny_model_dir):
@@ -202,7 +239,7 @@ def test_a_packed_update_equals_a_padded_one(tiny_model_dir):
 def test_packing_is_chosen_only_where_it_saves_compute():
     from transformers import LlamaConfig
 
-    from agentrft.train.loss import packing_pays
+    from agentrft.train.packing import packing_pays
 
     smollm = LlamaConfig(hidden_size=576, intermediate_size=1536, num_attention_heads=9,
                          num_key_value_heads=3, num_hidden_layers=30)

@@ -2,8 +2,9 @@
 
 Shapes: B sequences, T tokens. `targets_BT[b, t] = ids[b, t + 1]`; the loss mask is shifted the
 same way, so position t carries loss iff the model wrote token t + 1. A micro-batch is collated
-right-padded; `token_logprobs(..., packed=True)` runs its N real tokens as one row instead
-(`_packed_hidden`) and hands back the same padded (B, T-1) log-probs.
+right-padded; `token_logprobs(..., packed=True)` runs its real tokens as one row instead
+(`packing.py`, which also holds a prefix several sequences share once) and hands back the
+same padded (B, T-1) log-probs.
 
 The loss (`policy_loss_sum`), per model-written token t with advantage A:
 
@@ -44,6 +45,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from agentrft.models.kv_cache import cache_kwarg
+from agentrft.train.packing import can_pack, packed_hidden
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ def token_logprobs(model, batch: MicroBatch, temperature: float = 1.0, *,
     # One sequence gains nothing from packing, and unpadded without a prefix it needs no mask at
     # all (sdpa's causal kernels).
     if packed and len(batch.input_ids_BT) > 1 and can_pack(backbone):
-        hidden_ND, starts_B = _packed_hidden(backbone, batch, prefix)
-        hidden_ND = hidden_ND[starts_B[b_idx] + t_idx]
+        hidden_ND, index_BT = packed_hidden(backbone, batch.input_ids_BT,
+                                            batch.attention_BT.sum(1).tolist(), prefix)
+        hidden_ND = hidden_ND[index_BT[b_idx, t_idx]]
     else:
         hidden_ND = _padded_hidden(backbone, batch, prefix)[b_idx, t_idx]
     targets_N = batch.targets_BT[b_idx, t_idx]
@@ -146,67 +149,6 @@ def _padded_hidden(backbone, batch: MicroBatch, prefix) -> torch.Tensor:
     positions = torch.arange(prefix.length, prefix.length + T, device=attn.device).expand(B, T)
     return backbone(input_ids=batch.input_ids_BT, attention_mask=attn, position_ids=positions,
                     use_cache=True, **cache_kwarg(prefix.cache_for(B))).last_hidden_state
-
-
-# Decoders whose forward hands a 4D mask to attention as given and whose attention is all full
-# (no sliding window), so a packed row with our own mask computes what separate rows would.
-PACKABLE_MODEL_TYPES = {"llama", "mistral", "qwen2", "qwen3"}
-
-
-def packing_pays(lengths: list[int], prefix_len: int, config) -> bool:
-    """Whether one packed row costs fewer FLOPs than the padded batch. The mask of a packed row
-    is dense, so its attention covers every pair of its N tokens (N × (P + N) scores) where
-    padded rows cover B × T × (P + T), but its linear layers see N tokens instead of B × T.
-    Sorted sequences of similar length pad little, and then packing only adds attention
-    (measured on CPU, 4 × 256 tokens: 6.0 s packed, 4.4 s padded)."""
-    if len(lengths) < 2:
-        return False
-    d = config.hidden_size
-    kv = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or d // config.num_attention_heads
-    # per token and layer: q/o projections, k/v projections, the gated MLP (multiply-adds × 2)
-    linear = 2 * (2 * d * d + 2 * d * kv * head_dim + 3 * d * config.intermediate_size)
-    attention = 4 * config.num_attention_heads * head_dim  # per key: QK^T and AV
-    n, b, t = sum(lengths), len(lengths), max(lengths)
-    packed = n * (linear + attention * (prefix_len + n))
-    padded = b * t * (linear + attention * (prefix_len + t))
-    return packed < padded
-
-
-def can_pack(backbone) -> bool:
-    config = getattr(backbone, "config", None)
-    if getattr(config, "model_type", None) not in PACKABLE_MODEL_TYPES:
-        return False
-    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager"):
-        return False  # flash-attention kernels take no 4D mask
-    layer_types = getattr(config, "layer_types", None)
-    if layer_types is not None:
-        return all(t == "full_attention" for t in layer_types)
-    return getattr(config, "sliding_window", None) is None
-
-
-def _packed_hidden(backbone, batch: MicroBatch, prefix) -> tuple[torch.Tensor, torch.Tensor]:
-    """Last hidden states (N, D) of the batch's N real tokens run as one row, and the index in
-    that row where each sequence starts (B,). Each sequence attends causally to itself (and to the
-    whole prefix), never to another: a block-diagonal mask, positions restarting per sequence."""
-    device = batch.input_ids_BT.device
-    lengths_B = batch.attention_BT.sum(1)
-    starts_B = torch.cumsum(lengths_B, 0) - lengths_B
-    ids_N = batch.input_ids_BT[batch.attention_BT.bool()]  # right-padded: sequence after sequence
-    seq_N = torch.repeat_interleave(torch.arange(len(lengths_B), device=device), lengths_B)
-    pos_N = torch.arange(len(ids_N), device=device) - starts_B[seq_N]
-    allowed_NN = (seq_N[:, None] == seq_N[None, :]) & (pos_N[:, None] >= pos_N[None, :])
-    P = 0 if prefix is None else prefix.length
-    if P:
-        allowed_NN = torch.cat([allowed_NN.new_ones((len(ids_N), P)), allowed_NN], 1)  # (N, P + N)
-    mask = allowed_NN[None, None]
-    if backbone.config._attn_implementation == "eager":  # eager adds the mask to the scores
-        dtype = backbone.get_input_embeddings().weight.dtype
-        mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, torch.finfo(dtype).min)
-    hidden = backbone(input_ids=ids_N[None], attention_mask=mask, position_ids=(pos_N + P)[None],
-                      use_cache=prefix is not None,
-                      **cache_kwarg(None if prefix is None else prefix.cache_for(1))).last_hidden_state
-    return hidden[0], starts_B
 
 
 def backbone_and_head(model):

@@ -9,8 +9,10 @@ state; with bf16 (the default on CUDA) the forward runs under bf16 autocast, and
 base is stored in bf16. Log-probabilities for the loss are always fp32.
 
 `gradient_checkpointing` recomputes each decoder layer in backward (`checkpointed_layers`),
-compatible with the shared prefix. `pack_sequences` (on by default where `loss.can_pack`) runs
-each micro-batch as one unpadded row, so `micro_batch_tokens` counts real tokens.
+compatible with the shared prefix. `pack_sequences` (on by default where `packing.can_pack`)
+orders a step's sequences by their tokens and runs each micro-batch as one unpadded row that
+holds a span its sequences share once (a group's prompt), so `micro_batch_tokens` counts real
+tokens.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from agentrft.errors import SpecError
 
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import TrainSequence, backbone_and_head, can_pack, collate, packing_pays, \
-    policy_loss_sum, token_logprobs
+from agentrft.train.loss import TrainSequence, backbone_and_head, collate, policy_loss_sum, \
+    token_logprobs
+from agentrft.train.packing import can_pack, packing_order, packing_pays_for, shared_spans
 from agentrft.train.shared_prefix import MIN_SHARED_TOKENS, SharedPrefix, shared_head_len
 
 CHECKPOINT_META = "agentrft_checkpoint.json"
@@ -38,18 +41,26 @@ CHECKPOINT_META = "agentrft_checkpoint.json"
 
 def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int, *,
                   packed: bool = False) -> list[list[TrainSequence]]:
-    """Consecutive groups of `seqs` (sorted by length, so the newest is the longest) of at most
-    `max_seqs` sequences and `max_tokens` tokens: padded ones, or with `packed` real ones (the
-    sequences run as one row). A sequence over `max_tokens` is alone."""
+    """Consecutive groups of `seqs` of at most `max_seqs` sequences and `max_tokens` tokens:
+    padded ones (`seqs` sorted by length, so the newest is the longest), or with `packed` the
+    tokens of the row they run as (a span a sequence shares with the one before it counts
+    once, see packing.py). A sequence over `max_tokens` is alone."""
     out: list[list[TrainSequence]] = []
+    row = 0  # tokens in the last packed row
     for s in seqs:
         last = out[-1] if out else []
         n = len(s.token_ids)
-        tokens = sum(len(x.token_ids) for x in last) + n if packed else (len(last) + 1) * n
+        if packed:
+            own = n - (shared_spans([last[-1].token_ids, s.token_ids])[1] if last else 0)
+            tokens = row + own
+        else:
+            tokens = (len(last) + 1) * n
         if last and len(last) < max_seqs and tokens <= max_tokens:
             last.append(s)
+            row = tokens
         else:
             out.append([s])
+            row = n
     return out
 
 
@@ -187,7 +198,6 @@ class Policy:
         total = sum(sum(s.mask[1:]) for s in seqs)
         if total == 0:
             return {}
-        seqs = sorted(seqs, key=lambda s: len(s.token_ids))  # less padding per micro-batch
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
         sums = {"clip_fraction_sum": 0.0, "is_capped_sum": 0.0, "behaviour_n": 0.0,
@@ -195,11 +205,16 @@ class Policy:
         ratio_max = float("-inf")
         autocast = self.precision.autocast(self.device)
         prefix, seqs = self._shared_prefix(seqs)
+        # packed: a group's rollouts side by side, so their row holds the prompt once;
+        # padded: by length, so a micro-batch pads little
+        seqs = sorted(seqs, key=(lambda s: packing_order(s.token_ids)) if self.packed
+                      else (lambda s: len(s.token_ids)))
         for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens,
                                    packed=self.packed):
             batch = collate(chunk, self.pad_id, self.device)
-            packed = self.packed and packing_pays([len(s.token_ids) for s in chunk],
-                                                  prefix.length if prefix else 0, self.model.config)
+            packed = self.packed and packing_pays_for([s.token_ids for s in chunk],
+                                                      prefix.length if prefix else 0,
+                                                      self.model.config)
             ref = self._reference_logprobs(batch, packed)
             with autocast:
                 logp = token_logprobs(self.model, batch, self.hp.temperature, prefix=prefix,

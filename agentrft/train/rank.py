@@ -44,8 +44,9 @@ import torch
 import torch.distributed as dist
 
 from agentrft.spec.job import Hyperparameters
-from agentrft.train.loss import MicroBatch, TrainSequence, backbone_and_head, can_pack, collate, \
-    packing_pays, policy_loss_sum, token_logprobs
+from agentrft.train.loss import MicroBatch, TrainSequence, backbone_and_head, collate, \
+    policy_loss_sum, token_logprobs
+from agentrft.train.packing import can_pack, packing_order, packing_pays_for
 from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches
 from agentrft.train.sharded import local, shard_like, to_rank0
 
@@ -137,7 +138,8 @@ class RankTrainer:
         policy.model.train()
         split = backbone_and_head(policy.model)
         packable = hp.pack_sequences and split is not None and can_pack(split[0])
-        chunks = micro_batches(sorted(seqs, key=lambda s: len(s.token_ids)), hp.micro_batch_size,
+        order = (lambda s: packing_order(s.token_ids)) if packable else (lambda s: len(s.token_ids))
+        chunks = micro_batches(sorted(seqs, key=order), hp.micro_batch_size,
                                hp.micro_batch_tokens, packed=packable)
         rounds = len(chunks)
         if sharded:  # every rank runs as many forwards and backwards as the busiest
@@ -154,8 +156,8 @@ class RankTrainer:
         for i in range(rounds):
             chunk = chunks[i] if i < len(chunks) else [NO_LOSS]
             batch = collate(chunk, policy.pad_id, policy.device)
-            packed = packable and packing_pays([len(s.token_ids) for s in chunk], 0,
-                                               policy.model.config)
+            packed = packable and packing_pays_for([s.token_ids for s in chunk], 0,
+                                                   policy.model.config)
             ref = self._reference_logprobs(batch, packed)
             with autocast:
                 logp = self.logprobs(batch, hp.temperature, packed)
