@@ -10,7 +10,7 @@ never a pydantic error dump::
         url: str
         pass_threshold: Number | None = None
 
-    config = read_config(MyConfig, raw)      # MyConfig, or SpecError("grader.url: missing key 'url'")
+    config = read_config(MyConfig, raw)   # or SpecError: "grader.url: missing key 'url'"
 
 What every config shares:
 - unknown keys are errors (`extra="forbid"`): a typo must not be a silently ignored key that
