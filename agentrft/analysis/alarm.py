@@ -107,7 +107,7 @@ class AlarmWatcher:
     def __init__(self, run_dir: str | Path, config: AlarmConfig | None = None):
         self.run_dir = Path(run_dir)
         self.run = RunDir(self.run_dir)  # warnings go to its events.jsonl
-        self.index = RolloutIndex(self.run_dir / "rollouts.jsonl")
+        self.index = RolloutIndex(self.run.rollouts)
         self.alarm = RewardHackingAlarm(config)
 
     def replay(self, records: list[dict[str, Any]]) -> None:

@@ -21,13 +21,12 @@ output dir, or one eval step of a training run dir). The definitions the report 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentrft.analysis.traces import read_jsonl
+from agentrft.train.records import ROLLOUTS, RunDir, read_jsonl
 
 TOL = 1e-9
 QUADRANTS = ("better_fewer", "better_more", "worse_fewer", "worse_more", "unchanged")
@@ -193,14 +192,11 @@ class EvalRun:
 # ---------------------------------------------------------------- loading
 
 
-def _rollouts_file(path: Path) -> Path:
-    return path if path.is_file() else path / "rollouts.jsonl"
-
-
 def _eval_records(path: Path) -> list[dict[str, Any]]:
-    file = _rollouts_file(path)
+    """The eval rollouts of a run or eval dir, or of a rollouts.jsonl named directly."""
+    file = path if path.is_file() else RunDir.existing(path).rollouts
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: no rollouts.jsonl")
+        raise FileNotFoundError(f"{file}: no {ROLLOUTS}")
     # lines written by hand may omit `phase`; evaluate and the trainer always write it
     return [r for r in read_jsonl(file) if r.get("phase", "eval") == "eval"]
 
@@ -212,8 +208,7 @@ def eval_steps(path: str | Path) -> list[int]:
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """metrics.jsonl of a training run dir (one record per step; step 0 = baseline eval)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    return read_jsonl(path) if path.is_file() else []
+    return RunDir.existing(run_dir).read_metrics()
 
 
 def rows_of(records: list[dict[str, Any]]) -> dict[int, RowEval]:
@@ -243,12 +238,10 @@ def load_eval(path: str | Path, step: int | None = None) -> EvalRun:
         raise ValueError(f"{path}: no eval rollouts at step {step} (steps with some: {steps})")
     rows = rows_of(records)
 
-    wall_s, model = None, None
-    base = path if path.is_dir() else path.parent
-    if (base / "summary.json").is_file():  # an evaluate output dir
-        summary = json.loads((base / "summary.json").read_text())
-        wall_s, model = summary.get("wall_s"), summary.get("model")
-    for m in read_metrics(base):  # a training run dir: the eval time of that step
+    run = RunDir.existing(path if path.is_dir() else path.parent)
+    summary = run.summary()  # an evaluate output dir; {} for a training run dir
+    wall_s, model = summary.get("wall_s"), summary.get("model")
+    for m in run.read_metrics():  # a training run dir: the eval time of that step
         if m.get("step") == step and m.get("timing.eval") is not None:
             wall_s = m["timing.eval"]
     return EvalRun(source=str(path), step=step, rows=rows, wall_s=wall_s, model=model)

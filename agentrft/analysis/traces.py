@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from agentrft.train.records import RunDir
+
 PHASES = ("train", "eval")
 CACHE_VERSION = 1
 READ_CHUNK = 8 * 2**20
@@ -273,28 +275,13 @@ def answer_chars_mean(index: RolloutIndex, step: int, phase: str = "train") -> f
 # --- metrics.jsonl, cached by file identity -------------------------------------------------
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file, in order; blank lines, lines torn by a crash and
-    lines that are not objects are skipped. [] when there is no such file."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_bytes().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 class MetricsFile:
-    """metrics.jsonl of a run dir, re-read only when it changed (it is small: a line a step)."""
+    """metrics.jsonl of a run dir, re-read (by `RunDir`) only when it changed (it is small: a
+    line a step); records without an integer step are left out."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, run_dir: str | Path):
+        self.run = RunDir.existing(run_dir)
+        self.path = self.run.metrics
         self._key: tuple | None = None
         self._records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -307,6 +294,6 @@ class MetricsFile:
                 return []
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
             if key != self._key:
-                records = [r for r in read_jsonl(self.path) if isinstance(r.get("step"), int)]
+                records = [r for r in self.run.read_metrics() if isinstance(r.get("step"), int)]
                 self._records, self._key = records, key
             return list(self._records)

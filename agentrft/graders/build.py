@@ -1,18 +1,23 @@
 """Grader configs (OpenAI's JSON shapes) → `Grader` objects, through a registry of types.
 
-Built-in types register exactly as a plugin would::
+Built-in types register exactly as a plugin would, declaring their config as a typed model
+(`agentrft.graders.config`)::
+
+    class MyConfig(GraderConfig):
+        name: str
+        url: str
 
     def build_my_grader(config: dict) -> Grader:
-        fields = check_fields(config, required=("name", "url"))
-        return MyGrader(**fields)
+        typed = read_config(MyConfig, config)       # SpecError naming the field, or MyConfig
+        return MyGrader(typed.name, typed.url)
 
     register_grader_type("my_grader", build_my_grader)
 
 This module imports the grader modules (lazily, so a job pays only for its types); they never
-import it back: they check their fields with `agentrft.graders.fields`, and `multi` gets
+import it back: each declares its config model next to the grader, and `multi` gets
 `build_grader` handed in to build its sub-graders.
 
-Every factory rejects unknown keys: a typo in a grader config (`refrence`) must be an
+Every config rejects unknown keys: a typo in a grader config (`refrence`) must be an
 error naming `grader.refrence`, not a silently ignored key that scores everything 0.
 """
 
@@ -22,10 +27,10 @@ from typing import Any, Callable
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader
-# check_fields and friends are re-exported here for plugins, which register through this module
-from agentrft.graders.fields import check_fields, check_keys, optional_number  # noqa: F401
-from agentrft.graders.python_callable import PythonCallableGrader
-from agentrft.graders.string_check import OPERATIONS, StringCheckGrader
+# the config machinery is re-exported here for plugins, which register through this module
+from agentrft.graders.config import GraderConfig, read_config  # noqa: F401
+from agentrft.graders.python_callable import PythonCallableConfig, PythonCallableGrader
+from agentrft.graders.string_check import StringCheckConfig, StringCheckGrader
 
 GraderFactory = Callable[[dict[str, Any]], Grader]
 _FACTORIES: dict[str, GraderFactory] = {}
@@ -63,11 +68,9 @@ def build_grader(config: dict[str, Any]) -> Grader:
 
 
 def _build_string_check(config: dict[str, Any]) -> Grader:
-    fields = check_fields(config, required=("name", "input", "reference", "operation"))
-    if fields["operation"] not in OPERATIONS:
-        raise SpecError(f"unknown operation {fields['operation']!r} (expected one of "
-                        f"{', '.join(OPERATIONS)})", field="grader.operation")
-    return StringCheckGrader(**fields)
+    typed = read_config(StringCheckConfig, config)
+    return StringCheckGrader(name=typed.name, input=typed.input, reference=typed.reference,
+                             operation=typed.operation)
 
 
 def _build_python(config: dict[str, Any]) -> Grader:
@@ -76,8 +79,8 @@ def _build_python(config: dict[str, Any]) -> Grader:
         from agentrft.graders.python_source import from_config
 
         return from_config(config)
-    fields = check_fields(config, required=("name", "callable"))
-    return PythonCallableGrader(name=fields["name"], target=fields["callable"])
+    typed = read_config(PythonCallableConfig, config)
+    return PythonCallableGrader(name=typed.name, target=typed.callable)
 
 
 def _build_text_similarity(config: dict[str, Any]) -> Grader:

@@ -42,21 +42,21 @@ import numbers
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import AfterValidator, BeforeValidator
 
 from agentrft.httpio import describe_error, read_capped, redact, secrets_of
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
-from agentrft.graders.fields import optional_number
+from agentrft.graders.config import GraderConfig, Number, PositiveNumber, invalid, read_config
 from agentrft.retry import Again, GaveUp, retry
 
 MAX_REPLY_BYTES = 1_000_000  # a score reply is tiny; more than this is not a score
 PREVIEW_CHARS = 200  # how much of an unusable reply goes into the error text
 MAX_RETRY_AFTER_S = 60.0
 _RETRYABLE_4XX = (408, 429)
-_FIELDS = ("name", "url", "headers", "rate_limit", "pass_threshold", "timeout_s")
 
 
 class RateLimiter:
@@ -205,34 +205,30 @@ class EndpointGrader(Grader):
         return redact(text, self._secrets)
 
 
+def _unit_interval(value: float | None) -> float | None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        invalid(f"must be in [0, 1], got {value}")
+    return value
+
+
+class EndpointConfig(GraderConfig):
+    """The `endpoint` grader's config. Header values are strings and never echoed in errors
+    (they may be secrets); an empty or null `headers`, `rate_limit`, ... is as good as absent."""
+
+    name: str
+    url: str
+    headers: Annotated[dict[str, str], BeforeValidator(lambda v: v or {})] = {}
+    rate_limit: PositiveNumber | None = None
+    timeout_s: PositiveNumber | None = None
+    pass_threshold: Annotated[Number | None, AfterValidator(_unit_interval)] = None
+
+
 def build_endpoint_grader(config: dict[str, Any]) -> EndpointGrader:
     """The `endpoint` factory for `register_grader_type`."""
-    for key in config:
-        if key != "type" and key not in _FIELDS:
-            raise SpecError(f"unknown key {key!r}", field=f"grader.{key}")
-    for key in ("name", "url"):
-        if key not in config:
-            raise SpecError(f"missing key {key!r}", field=f"grader.{key}")
-        if not isinstance(config[key], str):
-            raise SpecError(f"expected a string, got {type(config[key]).__name__}",
-                            field=f"grader.{key}")
-    headers = config.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise SpecError(f"expected an object, got {type(headers).__name__}",
-                        field="grader.headers")
-    for k, v in headers.items():
-        if not isinstance(v, str):
-            # The value itself is not echoed: it may be a secret.
-            raise SpecError(f"expected a string, got {type(v).__name__}",
-                            field=f"grader.headers.{k}")
-    rate_limit = optional_number(config, "rate_limit", positive=True)
-    timeout_s = optional_number(config, "timeout_s", positive=True)
-    pass_threshold = optional_number(config, "pass_threshold")
-    if pass_threshold is not None and not 0.0 <= pass_threshold <= 1.0:
-        raise SpecError(f"must be in [0, 1], got {pass_threshold}", field="grader.pass_threshold")
-    return EndpointGrader(config["name"], config["url"], headers=headers, rate_limit=rate_limit,
-                          pass_threshold=pass_threshold,
-                          timeout_s=600.0 if timeout_s is None else timeout_s)
+    typed = read_config(EndpointConfig, config)
+    return EndpointGrader(typed.name, typed.url, headers=dict(typed.headers),
+                          rate_limit=typed.rate_limit, pass_threshold=typed.pass_threshold,
+                          timeout_s=600.0 if typed.timeout_s is None else typed.timeout_s)
 
 
 def _parse_url(url: str) -> httpx.URL:

@@ -17,13 +17,12 @@ The chosen label is in `metadata.scores.label`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from agentrft.errors import SpecError
-from agentrft.graders.model_grader_config import (
-    COMMON_OPTIONAL, check_keys, judge_from_config, messages_from_config, params_from_config,
-    string_field,
-)
+from pydantic import BeforeValidator, model_validator
+
+from agentrft.graders.config import invalid, read_config
+from agentrft.graders.model_grader_config import ModelGraderConfig, judge_from_config
 from agentrft.graders.model_judge import Judge, JudgeMessage, JudgeParams, ModelGrader, match_label
 
 
@@ -46,33 +45,44 @@ class LabelModelGrader(ModelGrader):
         return (1.0 if passed else 0.0), {"label": label}, passed
 
 
-def _labels(config: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = config[key]
+def _labels(value: Any) -> list[str]:
+    """A non-empty list of distinct, non-blank strings."""
     if not isinstance(value, list) or not value:
-        raise SpecError("expected a non-empty list of strings", field=f"grader.{key}")
+        invalid("expected a non-empty list of strings")
     for i, label in enumerate(value):
         if not isinstance(label, str) or not label.strip():
-            raise SpecError(f"expected a non-empty string, got {label!r:.80}",
-                            field=f"grader.{key}[{i}]")
+            invalid(f"expected a non-empty string, got {label!r:.80}", at=f"[{i}]")
         if label in value[:i]:
-            raise SpecError(f"{label!r} appears twice", field=f"grader.{key}[{i}]")
-    return tuple(value)
+            invalid(f"{label!r} appears twice", at=f"[{i}]")
+    return value
+
+
+Labels = Annotated[list[str], BeforeValidator(_labels)]
+
+
+class LabelModelConfig(ModelGraderConfig):
+    """`passing_labels` are some of `labels`; no two labels differ only in case."""
+
+    labels: Labels
+    passing_labels: Labels
+
+    @model_validator(mode="after")
+    def _labels_agree(self) -> "LabelModelConfig":
+        for i, label in enumerate(self.passing_labels):
+            if label not in self.labels:
+                invalid(f"{label!r} is not one of labels {list(self.labels)}",
+                        at=f".passing_labels[{i}]")
+        folded = [label.casefold() for label in self.labels]
+        for i, label in enumerate(folded):
+            if label in folded[:i]:  # "Yes" and "yes": an answer "YES" could not be placed
+                invalid(f"{self.labels[i]!r} differs from another label only in case",
+                        at=f".labels[{i}]")
+        return self
 
 
 def from_config(config: dict[str, Any]) -> LabelModelGrader:
-    check_keys(config, ("name", "model", "input", "labels", "passing_labels"), COMMON_OPTIONAL)
-    labels = _labels(config, "labels")
-    passing = _labels(config, "passing_labels")
-    for i, label in enumerate(passing):
-        if label not in labels:
-            raise SpecError(f"{label!r} is not one of labels {list(labels)}",
-                            field=f"grader.passing_labels[{i}]")
-    folded = [label.casefold() for label in labels]
-    for i, label in enumerate(folded):
-        if label in folded[:i]:  # "Yes" and "yes": an answer "YES" could not be placed
-            raise SpecError(f"{labels[i]!r} differs from another label only in case",
-                            field=f"grader.labels[{i}]")
+    typed = read_config(LabelModelConfig, config)
     return LabelModelGrader(
-        name=string_field(config, "name"), judge=judge_from_config(config),
-        input=messages_from_config(config["input"]), labels=labels, passing_labels=passing,
-        params=params_from_config(config.get("sampling_params")))
+        name=typed.name, judge=judge_from_config(typed), input=typed.messages(),
+        labels=tuple(typed.labels), passing_labels=tuple(typed.passing_labels),
+        params=typed.judge_params())

@@ -1,112 +1,164 @@
-"""Config checks shared by `score_model` and `label_model`: OpenAI's shapes (`input`
-messages, `sampling_params`) plus `base_url` / `api_key_env`, and the choice of judge backend
-(`judge_from_config`). Every error is a `SpecError` naming its field.
+"""The config shared by `score_model` and `label_model`: OpenAI's shapes (`input` messages,
+`sampling_params`) plus `base_url` / `api_key_env` as typed models (`ModelGraderConfig`), and
+the choice of judge backend (`judge_from_config`). Every error is a `SpecError` naming its field.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import BeforeValidator, model_validator
 
 from agentrft.errors import SpecError
 from agentrft.graders import judge_routes
-from agentrft.graders.fields import check_keys  # re-exported for score_model and label_model
+from agentrft.graders.config import (
+    FiniteNumber, GraderConfig, NonEmptyText, OptionalNonEmptyText, StrictConfig, invalid,
+    non_empty_text,
+)
 from agentrft.graders.model_judge import (
     Judge, JudgeMessage, JudgeParams, LocalJudge, OpenAICompatibleJudge,
 )
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
-COMMON_OPTIONAL = ("sampling_params", "base_url", "api_key_env")
 _ROLES = ("system", "developer", "user", "assistant")
 _TEXT_PARTS = ("input_text", "output_text", "text")
+_TOKEN_KEYS = ("max_completions_tokens", "max_completion_tokens", "max_tokens")
 
 
-def string_field(config: dict[str, Any], key: str, where: str = "grader") -> str:
-    value = config[key]
-    if not isinstance(value, str) or not value:
-        raise SpecError(f"expected a non-empty string, got {value!r:.80}", field=f"{where}.{key}")
+# --- input: OpenAI's messages ------------------------------------------------------------
+
+def _message_type(value: Any) -> str:
+    if value != "message":
+        invalid(f"expected 'message', got {value!r:.80}")
     return value
 
 
-def number_field(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpecError(f"expected a finite number, got {value!r:.80}", field=field)
-    return float(value)
+def _role(value: Any) -> str:
+    if value not in _ROLES:
+        invalid(f"expected one of {', '.join(_ROLES)}, got {value!r:.80}")
+    return value
 
 
-def messages_from_config(value: Any) -> tuple[JudgeMessage, ...]:
-    """OpenAI's `input`: `{"role", "content", "type"?: "message"}`; content a string, an
-    `{"type": "input_text", "text"}` part or a list of such parts."""
+def _content_text(value: Any) -> str:
+    """A string, an `{"type": "input_text", "text"}` part or a list of such parts → the text."""
+    parts = value if isinstance(value, list) else [value]
+    texts = []
+    for j, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS \
+                and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        else:
+            invalid("expected a string or an {\"type\": \"input_text\", \"text\": …} part "
+                    "(images are not supported)", at=f"[{j}]" if isinstance(value, list) else "")
+    return "".join(texts)
+
+
+class MessageConfig(StrictConfig):
+    """`{"role", "content", "type"?: "message"}`; `content` is read into its text."""
+
+    type: Annotated[str, BeforeValidator(_message_type)] = "message"
+    role: Annotated[str, BeforeValidator(_role)]
+    content: Annotated[str, BeforeValidator(_content_text)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            invalid(f"expected a message object, got {type(value).__name__}")
+        return value
+
+
+def _message_list(value: Any) -> Any:
     if not isinstance(value, list) or not value:
-        raise SpecError("expected a non-empty list of messages", field="grader.input")
-    out = []
-    for i, msg in enumerate(value):
-        where = f"grader.input[{i}]"
-        if not isinstance(msg, dict):
-            raise SpecError(f"expected a message object, got {type(msg).__name__}", field=where)
-        check_keys(msg, ("role", "content"), ("type",), where=where)
-        msg_type = msg.get("type", "message")
-        if msg_type != "message":
-            raise SpecError(f"expected 'message', got {msg_type!r:.80}", field=f"{where}.type")
-        if msg["role"] not in _ROLES:
-            raise SpecError(f"expected one of {', '.join(_ROLES)}, got {msg['role']!r:.80}",
-                            field=f"{where}.role")
-        parts = msg["content"] if isinstance(msg["content"], list) else [msg["content"]]
-        texts = []
-        for j, part in enumerate(parts):
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict) and part.get("type") in _TEXT_PARTS \
-                    and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            else:
-                at = f"{where}.content" + (f"[{j}]" if isinstance(msg["content"], list) else "")
-                raise SpecError("expected a string or an {\"type\": \"input_text\", \"text\": …} "
-                                "part (images are not supported)", field=at)
-        out.append(JudgeMessage(msg["role"], "".join(texts)))
-    return tuple(out)
+        invalid("expected a non-empty list of messages")
+    return value
 
 
-def params_from_config(value: Any) -> JudgeParams:
-    where = "grader.sampling_params"
-    if value is None:
-        return JudgeParams()
-    if not isinstance(value, dict):
-        raise SpecError(f"expected an object, got {type(value).__name__}", field=where)
-    token_keys = ("max_completions_tokens", "max_completion_tokens", "max_tokens")
-    check_keys(value, (), ("temperature", "top_p", "seed", "reasoning_effort") + token_keys,
-               where=where)
-    given = {k: v for k, v in value.items() if v is not None}
-    if "temperature" in given and not 0 <= number_field(given["temperature"],
-                                                        f"{where}.temperature") <= 2:
-        raise SpecError("expected a number in [0, 2]", field=f"{where}.temperature")
-    if "top_p" in given and not 0 < number_field(given["top_p"], f"{where}.top_p") <= 1:
-        raise SpecError("expected a number in (0, 1]", field=f"{where}.top_p")
-    tokens = [k for k in token_keys if k in given]
-    if len(tokens) > 1:
-        raise SpecError(f"give one of {', '.join(tokens)}", field=f"{where}.{tokens[1]}")
-    for key in tokens + (["seed"] if "seed" in given else []):
-        v = given[key]
-        if isinstance(v, bool) or not isinstance(v, int) or (key != "seed" and v < 1):
-            raise SpecError(f"expected {'an integer' if key == 'seed' else 'a positive integer'}, "
-                            f"got {v!r:.80}", field=f"{where}.{key}")
-    effort = given.get("reasoning_effort")
-    if effort is not None and effort not in REASONING_EFFORTS:
-        raise SpecError(f"expected one of {', '.join(REASONING_EFFORTS)}, got {effort!r:.80}",
-                        field=f"{where}.reasoning_effort")
-    return JudgeParams(
-        temperature=float(given["temperature"]) if "temperature" in given else None,
-        top_p=float(given["top_p"]) if "top_p" in given else None,
-        max_tokens=given[tokens[0]] if tokens else None, seed=given.get("seed"),
-        reasoning_effort=effort)
+# --- sampling_params ---------------------------------------------------------------------
+
+def _integer(positive: bool):
+    def check(value: Any) -> Any:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or (positive and value < 1)):
+            invalid(f"expected {'a positive integer' if positive else 'an integer'}, "
+                    f"got {value!r:.80}")
+        return value
+    return BeforeValidator(check)
 
 
-def judge_from_config(config: dict[str, Any]) -> Judge:
+def _reasoning_effort(value: Any) -> Any:
+    if value is not None and value not in REASONING_EFFORTS:
+        invalid(f"expected one of {', '.join(REASONING_EFFORTS)}, got {value!r:.80}")
+    return value
+
+
+class SamplingParamsConfig(StrictConfig):
+    """OpenAI's `sampling_params`; a null value is as good as absent."""
+
+    temperature: FiniteNumber | None = None
+    top_p: FiniteNumber | None = None
+    max_completions_tokens: Annotated[int | None, _integer(positive=True)] = None
+    max_completion_tokens: Annotated[int | None, _integer(positive=True)] = None
+    max_tokens: Annotated[int | None, _integer(positive=True)] = None
+    seed: Annotated[int | None, _integer(positive=False)] = None
+    reasoning_effort: Annotated[str | None, BeforeValidator(_reasoning_effort)] = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SamplingParamsConfig":
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            invalid("expected a number in [0, 2]", at=".temperature")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            invalid("expected a number in (0, 1]", at=".top_p")
+        tokens = self._token_keys()
+        if len(tokens) > 1:
+            invalid(f"give one of {', '.join(tokens)}", at=f".{tokens[1]}")
+        return self
+
+    def _token_keys(self) -> list[str]:
+        return [k for k in _TOKEN_KEYS if getattr(self, k) is not None]
+
+    def judge_params(self) -> JudgeParams:
+        tokens = self._token_keys()
+        return JudgeParams(temperature=self.temperature, top_p=self.top_p,
+                           max_tokens=getattr(self, tokens[0]) if tokens else None,
+                           seed=self.seed, reasoning_effort=self.reasoning_effort)
+
+
+# --- what score_model and label_model share ----------------------------------------------
+
+def _http_url(value: Any) -> Any:
+    value = non_empty_text(value)
+    url = httpx.URL(value) if value.startswith(("http://", "https://")) else None
+    if url is None or not url.host:
+        invalid("expected an absolute http:// or https:// URL (e.g. http://localhost:8000/v1)")
+    return value
+
+
+class ModelGraderConfig(GraderConfig):
+    """The fields of every model grader: who judges (`model`, `base_url`, `api_key_env`: the
+    key's environment variable, never the key), what it reads (`input`) and how it samples."""
+
+    name: NonEmptyText
+    model: NonEmptyText
+    input: Annotated[list[MessageConfig], BeforeValidator(_message_list)]
+    sampling_params: SamplingParamsConfig | None = None
+    base_url: Annotated[str | None, BeforeValidator(_http_url)] = None
+    api_key_env: OptionalNonEmptyText = None
+
+    def messages(self) -> tuple[JudgeMessage, ...]:
+        return tuple(JudgeMessage(m.role, m.content) for m in self.input)
+
+    def judge_params(self) -> JudgeParams:
+        return (self.sampling_params or SamplingParamsConfig()).judge_params()
+
+
+def judge_from_config(config: ModelGraderConfig) -> Judge:
     """`model` + optional `base_url` / `api_key_env` → the backend.
 
     - `base_url` given: that OpenAI-compatible server, asked for `model` by name;
@@ -116,18 +168,12 @@ def judge_from_config(config: dict[str, Any]) -> Judge:
     - otherwise OpenAI's API (`OPENAI_BASE_URL` or api.openai.com), key from `OPENAI_API_KEY`.
     The key is read from the environment variable named by `api_key_env`, never from config.
     """
-    model = string_field(config, "model")
-    key_env = string_field(config, "api_key_env") if "api_key_env" in config else None
+    model, key_env = config.model, config.api_key_env
     if key_env is not None and not os.environ.get(key_env):
         raise SpecError(f"environment variable {key_env!r} is not set",
                         field="grader.api_key_env")
-    if "base_url" in config:
-        base_url = string_field(config, "base_url")
-        url = httpx.URL(base_url) if base_url.startswith(("http://", "https://")) else None
-        if url is None or not url.host:
-            raise SpecError("expected an absolute http:// or https:// URL (e.g. "
-                            "http://localhost:8000/v1)", field="grader.base_url")
-        return OpenAICompatibleJudge(model, base_url,
+    if config.base_url is not None:
+        return OpenAICompatibleJudge(model, config.base_url,
                                      api_key=os.environ[key_env] if key_env else None)
     local = _local_ref(model)
     if local is not None:

@@ -41,10 +41,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from pydantic import BeforeValidator
 
 from agentrft.errors import GraderInfraFailure, SpecError
 from agentrft.graders.base import DETAIL_KEYS, Grader, GraderResult
+from agentrft.graders.config import GraderConfig, invalid, read_config
 from agentrft.graders.formula import Formula, FormulaEvalError, FormulaParseError, parse_formula
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -115,35 +118,36 @@ def build_multi_grader(config: dict[str, Any],
     """The `multi` factory for `register_grader_type`; `build_grader` builds each sub-grader
     (the registry's, handed in: the registry imports this module, not the other way round)."""
 
-    for key in config:
-        if key not in ("type", "name", "graders", "calculate_output"):
-            raise SpecError(f"unknown key {key!r}", field=f"grader.{key}")
-    for key in ("name", "graders", "calculate_output"):
-        if key not in config:
-            raise SpecError(f"missing key {key!r}", field=f"grader.{key}")
-    for key in ("name", "calculate_output"):
-        if not isinstance(config[key], str):
-            raise SpecError(f"expected a string, got {type(config[key]).__name__}",
-                            field=f"grader.{key}")
-    subs = config["graders"]
-    if not isinstance(subs, dict):
-        raise SpecError(f"expected an object of graders by key, got {type(subs).__name__}",
-                        field="grader.graders")
-    if not subs:
-        raise SpecError("needs at least one grader", field="grader.graders")
-
+    typed = read_config(MultiConfig, config)
     graders: dict[str, Grader] = {}
-    for key, sub in subs.items():
-        where = f"grader.graders.{key}"
-        if not isinstance(key, str) or not _KEY.fullmatch(key):
-            raise SpecError(f"key {key!r} cannot be named in a formula (use letters, digits "
-                            "and _, not starting with a digit)", field=where)
+    for key, sub in typed.graders.items():
         try:
             graders[key] = build_grader(sub)
         except SpecError as exc:
-            raise _renest(exc, where) from None
+            raise _renest(exc, f"grader.graders.{key}") from None
+    return MultiGrader(typed.name, graders, typed.calculate_output)
 
-    return MultiGrader(config["name"], graders, config["calculate_output"])
+
+def _sub_graders(value: Any) -> Any:
+    """An object of sub-grader configs by key; each key must be nameable in the formula."""
+    if not isinstance(value, dict):
+        invalid(f"expected an object of graders by key, got {type(value).__name__}")
+    if not value:
+        invalid("needs at least one grader")
+    for key in value:
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
+            invalid(f"key {key!r} cannot be named in a formula (use letters, digits and _, "
+                    "not starting with a digit)", at=f".{key}")
+    return value
+
+
+class MultiConfig(GraderConfig):
+    """`graders` are checked only as far as their keys here: each is built (and checked) by
+    the registry's `build_grader`, its errors renested under `grader.graders.<key>`."""
+
+    name: str
+    calculate_output: str
+    graders: Annotated[dict[str, Any], BeforeValidator(_sub_graders)]
 
 
 def _renest(exc: SpecError, where: str) -> SpecError:

@@ -33,6 +33,14 @@ from typing import Any, Callable
 
 from agentrft.errors import GraderInfraFailure, SpecError
 from agentrft.graders.base import Grader, GraderResult
+from agentrft.graders.config import GraderConfig
+
+class PythonCallableConfig(GraderConfig):
+    """`{"type": "python", "name", "callable": "package.module:function"}`."""
+
+    name: str
+    callable: str
+
 
 GradeFn = Callable[[dict[str, Any], dict[str, Any]], Any]
 _DICT_KEYS = {"reward", "sub_rewards"}

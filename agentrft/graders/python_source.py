@@ -46,6 +46,7 @@ from typing import Any
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
+from agentrft.graders.config import GraderConfig, Number, read_config
 from agentrft.sandbox.limits import PYTHON_GRADER_LIMITS, SandboxLimits
 from agentrft.sandbox.process import ProcessSandbox, SandboxResult, default_sandbox
 
@@ -147,15 +148,19 @@ class PythonSourceGrader(Grader):
                                   execution_time=time.perf_counter() - start)
 
 
-def from_config(config: dict[str, Any]) -> PythonSourceGrader:
-    """`{"type": "python", "name", "source", "pass_threshold"?, "image_tag"?}` → grader."""
-    from agentrft.graders.fields import check_fields, optional_number
+class PythonSourceConfig(GraderConfig):
+    """`{"type": "python", "name", "source", "pass_threshold"?, "image_tag"?}`."""
 
-    strings = {k: v for k, v in config.items() if k != "pass_threshold"}
-    fields = check_fields(strings, required=("name", "source"), optional=("image_tag",))
-    return PythonSourceGrader(name=fields["name"], source=fields["source"],
-                              pass_threshold=optional_number(config, "pass_threshold"),
-                              image_tag=fields.get("image_tag"))
+    name: str
+    source: str
+    pass_threshold: Number | None = None
+    image_tag: str = None  # type: ignore[assignment]  # absent is None; a written null is wrong
+
+
+def from_config(config: dict[str, Any]) -> PythonSourceGrader:
+    typed = read_config(PythonSourceConfig, config)
+    return PythonSourceGrader(name=typed.name, source=typed.source,
+                              pass_threshold=typed.pass_threshold, image_tag=typed.image_tag)
 
 
 def _answer(stdout: bytes, tag: str) -> dict[str, Any] | None:

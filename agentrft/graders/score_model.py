@@ -21,13 +21,14 @@ Failures are flags, never exceptions (see `model_judge.ModelGrader`): no readabl
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, model_validator
 
 from agentrft.errors import SpecError
-from agentrft.graders.model_grader_config import (
-    COMMON_OPTIONAL, check_keys, judge_from_config, messages_from_config, number_field,
-    params_from_config, string_field,
-)
+from agentrft.graders.config import FiniteNumber, invalid, read_config
+from agentrft.graders.model_grader_config import ModelGraderConfig, judge_from_config
 from agentrft.graders.model_judge import Judge, JudgeMessage, JudgeParams, ModelGrader, parse_score
 
 
@@ -58,23 +59,37 @@ class ScoreModelGrader(ModelGrader):
         return (score - lo) / (hi - lo), {"raw": raw}, passed
 
 
+def _range(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2:
+        invalid(f"expected [min, max], got {value!r:.80}")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            invalid(f"expected a finite number, got {v!r:.80}", at=f"[{i}]")
+    if not value[0] < value[1]:
+        invalid(f"expected min < max, got {value}")
+    return float(value[0]), float(value[1])
+
+
+class ScoreModelConfig(ModelGraderConfig):
+    """`range` defaults to [0, 1]; `pass_threshold` is in its units and must lie within it."""
+
+    range: Annotated[tuple[float, float] | None, BeforeValidator(_range)] = None
+    pass_threshold: FiniteNumber | None = None
+
+    @model_validator(mode="after")
+    def _threshold_in_range(self) -> "ScoreModelConfig":
+        lo, hi = self.range or (0.0, 1.0)
+        if self.pass_threshold is not None and not lo <= self.pass_threshold <= hi:
+            invalid(f"{self.pass_threshold} is outside range [{lo:g}, {hi:g}]",
+                    at=".pass_threshold")
+        return self
+
+
 def from_config(config: dict[str, Any]) -> ScoreModelGrader:
-    check_keys(config, ("name", "model", "input"), COMMON_OPTIONAL + ("range", "pass_threshold"))
-    lo, hi = 0.0, 1.0
-    if config.get("range") is not None:
-        value = config["range"]
-        if not isinstance(value, list) or len(value) != 2:
-            raise SpecError(f"expected [min, max], got {value!r:.80}", field="grader.range")
-        lo, hi = (number_field(v, f"grader.range[{i}]") for i, v in enumerate(value))
-        if not lo < hi:
-            raise SpecError(f"expected min < max, got {value}", field="grader.range")
-    threshold = None
-    if config.get("pass_threshold") is not None:
-        threshold = number_field(config["pass_threshold"], "grader.pass_threshold")
-        if not lo <= threshold <= hi:
-            raise SpecError(f"{threshold} is outside range [{lo:g}, {hi:g}]",
-                            field="grader.pass_threshold")
+    typed = read_config(ScoreModelConfig, config)
     return ScoreModelGrader(
-        name=string_field(config, "name"), judge=judge_from_config(config),
-        input=messages_from_config(config["input"]), range=(lo, hi),
-        params=params_from_config(config.get("sampling_params")), pass_threshold=threshold)
+        name=typed.name, judge=judge_from_config(typed), input=typed.messages(),
+        range=typed.range or (0.0, 1.0), params=typed.judge_params(),
+        pass_threshold=typed.pass_threshold)

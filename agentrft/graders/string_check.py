@@ -19,10 +19,11 @@ Example::
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
+from agentrft.graders.config import GraderConfig, one_of
 from agentrft.templates import TemplateVariableError, render_template
 
 OPERATIONS: dict[str, Callable[[str, str], bool]] = {
@@ -31,6 +32,16 @@ OPERATIONS: dict[str, Callable[[str, str], bool]] = {
     "like": lambda inp, ref: ref in inp,
     "ilike": lambda inp, ref: ref.lower() in inp.lower(),
 }
+
+
+class StringCheckConfig(GraderConfig):
+    """`{"type": "string_check", "name", "input", "reference", "operation"}`, all strings."""
+
+    name: str
+    input: str
+    reference: str
+    operation: Annotated[str, one_of(OPERATIONS, "unknown operation {value!r} (expected one "
+                                                 "of {allowed})")]
 
 
 class StringCheckGrader(Grader):

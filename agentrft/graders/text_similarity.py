@@ -41,10 +41,13 @@ import unicodedata
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
+
+from pydantic import BeforeValidator
 
 from agentrft.errors import SpecError
 from agentrft.graders.base import Grader, GraderResult
+from agentrft.graders.config import GraderConfig, invalid, one_of, read_config
 from agentrft.templates import TemplateVariableError, render_template
 
 logger = logging.getLogger(__name__)
@@ -296,11 +299,26 @@ class TextSimilarityGrader(Grader):
         return None if self.pass_threshold is None else value >= self.pass_threshold
 
 
-def from_config(config: dict[str, Any]) -> Grader:
-    """Build from OpenAI's JSON shape; `pass_threshold` is optional (a number, not a string)."""
-    from agentrft.graders.fields import check_fields
+def _fraction(value: Any) -> Any:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0.0 <= value <= 1.0):
+        invalid(f"expected a number in [0, 1], got {value!r}")
+    return None if value is None else float(value)
 
-    threshold = config.get("pass_threshold")
-    fields = check_fields({k: v for k, v in config.items() if k != "pass_threshold"},
-                          required=("name", "input", "reference", "evaluation_metric"))
-    return TextSimilarityGrader(**fields, pass_threshold=threshold)
+
+class TextSimilarityConfig(GraderConfig):
+    """OpenAI's JSON shape; `pass_threshold` is optional (a number in [0, 1], not a string)."""
+
+    name: str
+    input: str
+    reference: str
+    evaluation_metric: Annotated[str, one_of(METRICS, "unknown evaluation_metric {value!r} "
+                                                      "(expected one of {allowed})")]
+    pass_threshold: Annotated[float | None, BeforeValidator(_fraction)] = None
+
+
+def from_config(config: dict[str, Any]) -> Grader:
+    typed = read_config(TextSimilarityConfig, config)
+    return TextSimilarityGrader(name=typed.name, input=typed.input, reference=typed.reference,
+                                evaluation_metric=typed.evaluation_metric,
+                                pass_threshold=typed.pass_threshold)

@@ -45,6 +45,7 @@ from agentrft.analysis.traces import (PHASES, MetricsFile, RolloutIndex, StepInf
 from agentrft.jobs.service import NotFound, get_job
 from agentrft.jobs.store import JobStore
 from agentrft.server.dashboard_runs import RunDirs
+from agentrft.train.records import RunDir
 from agentrft.web.errors import APIError
 from agentrft.web.middleware import SESSION_COOKIE, session_token
 
@@ -78,8 +79,8 @@ class RunView:
         if cache_dir is not None:
             key = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:32]
             cache = cache_dir / f"{key}.json"
-        self.index = RolloutIndex(run_dir / "rollouts.jsonl", cache=cache)
-        self.metrics = MetricsFile(run_dir / "metrics.jsonl")
+        self.index = RolloutIndex(RunDir.existing(run_dir).rollouts, cache=cache)
+        self.metrics = MetricsFile(run_dir)
         self._dist: tuple[int, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -209,7 +210,7 @@ def install_dashboard(app: FastAPI, store: JobStore, *, auth_required: bool,
                for j in data]
         for run_id in run_dirs.ids() if run_dirs is not None else []:
             path = run_dirs.path(run_id)
-            metrics = MetricsFile(path / "metrics.jsonl").read()
+            metrics = MetricsFile(path).read()
             out.append(_job_row(run_dirs.job_object(run_id, path),
                                 {**(metrics[-1] if metrics else {}), "total_steps": None},
                                 run_dirs.warnings(path)))

@@ -12,18 +12,17 @@ eval), events and warnings from events.jsonl, checkpoints from checkpoints/step_
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from agentrft.analysis.traces import read_jsonl
+from agentrft.train.records import METRICS, ROLLOUTS, RunDir
 
 PREFIX, SEP = "run:", ":"
 MAX_DEPTH = 3
 RUNNING_WINDOW_S = 120  # a run whose files changed this recently counts as running
-MARKERS = ("metrics.jsonl", "rollouts.jsonl")
+MARKERS = (METRICS, ROLLOUTS)
 
 
 class RunDirs:
@@ -62,12 +61,12 @@ class RunDirs:
     # --- what the dashboard shows of a job, for a run dir ---------------------------------
 
     def job_object(self, run_id: str, path: Path) -> dict[str, Any]:
-        spec = _json_or_empty(path / "job.json")
-        summary = _json_or_empty(path / "summary.json")
+        run = RunDir.existing(path)
+        spec, summary = run.spec(), run.summary()
         stamps = [(path / m).stat().st_mtime for m in MARKERS if (path / m).is_file()]
         last = max(stamps)
         finished = summary or any(str(e.get("message", "")).startswith("finished ")
-                                  for e in read_jsonl(path / "events.jsonl"))
+                                  for e in run.read_events())
         status = ("succeeded" if finished else
                   "running" if time.time() - last < RUNNING_WINDOW_S else "stopped")
         return {"id": run_id, "object": "run", "status": status,
@@ -77,7 +76,7 @@ class RunDirs:
 
     def events(self, path: Path, *, limit: int) -> list[dict[str, Any]]:
         """Newest first, shaped like the store's events."""
-        events = read_jsonl(path / "events.jsonl")[::-1][:limit]
+        events = RunDir.existing(path).read_events()[::-1][:limit]
         return [{"id": f"event-{i}", "object": "fine_tuning.job.event",
                  "created_at": e.get("created_at"), "level": e.get("level", "info"),
                  "type": e.get("type", "message"), "message": str(e.get("message", "")),
@@ -87,20 +86,6 @@ class RunDirs:
         return [e for e in self.events(path, limit=10**6) if e["type"] == "warning"]
 
     def checkpoints(self, path: Path) -> list[dict[str, Any]]:
-        out = []
-        for state in sorted((path / "checkpoints").glob("step_*/state.json")):
-            try:
-                s = json.loads(state.read_text())
-            except ValueError:
-                continue
-            out.append({"step": s.get("step"), "model_name": str(state.parent),
-                        "created_at": int(state.stat().st_mtime), "metrics": s.get("metrics") or {}})
-        return out
-
-
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    """A run's JSON file, or {} while it is missing or half-written."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+        return [{"step": s.get("step"), "model_name": str(state.parent),
+                 "created_at": int(state.stat().st_mtime), "metrics": s.get("metrics") or {}}
+                for state, s in RunDir.existing(path).checkpoint_states()]

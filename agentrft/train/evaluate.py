@@ -71,7 +71,7 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
     summary = {"model": model_ref, "samples_per_row": samples, **summarize(per_row),
                **pass_spread(rollouts, len(rows), samples),
                **rollout_metrics(rollouts, "valid"), "wall_s": elapsed, "per_row": per_row}
-    (out.path / "summary.json").write_text(json.dumps(summary, indent=2))
+    out.summary_file.write_text(json.dumps(summary, indent=2))
     return summary
 
 

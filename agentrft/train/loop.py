@@ -210,7 +210,7 @@ class Trainer:
         else:
             self.run.truncate_after(-1)
             spec = redact(json.loads(job.model_dump_json()))  # no tool headers on disk
-            (self.run.path / "job.json").write_text(json.dumps(spec, indent=2))
+            self.run.spec_file.write_text(json.dumps(spec, indent=2))
             self._announce(policy, env)
             baseline = {"step": 0, **await self._evaluate(env, 0)}
             self.run.log_metrics(baseline)
