@@ -24,10 +24,9 @@ fails otherwise, and on any circle of modules importing each other)::
 Why this order: everything below `rollout` is a part that one rollout uses and that knows
 nothing of training; `train` composes them; `analysis` only reads what a run wrote; `jobs`
 runs training for the HTTP API; entry points (`server`, `serving`, `cli`) sit on top.
-One exception remains, listed in the test: `models.loading` looks `ft:` model names up in the
-jobs database (lazily). Rank subprocesses and Ray workers load the job's `model:` themselves,
-so moving the look-up to the entry points means resolving the spec before they start, which
-changes what a checkpoint records as its base: a decision of its own, not a move.
+`ft:` model names (a job's fine-tuned model) are resolved to their checkpoint directories by
+the entry points through `jobs.models`, before anything loads them: `models` loads only
+directories and bundled names.
 `spec` sits above `models` because a job spec's `response_format` is read by
 `models.structured`.
 """

@@ -79,9 +79,10 @@ def cmd_train(args) -> int:
 
     from agentrft.analysis.alarm import AlarmWatcher
     from agentrft.analysis.compare import read_metrics
+    from agentrft.jobs.models import resolve_spec_model
     from agentrft.train.loop import StepReport, Trainer, raise_if_paused
 
-    job = _load(args.job)
+    job = resolve_spec_model(_load(args.job))  # an ft: model: its checkpoint directory
     out = Path(args.out or f"runs/{Path(args.job).stem}")
     alarms = AlarmWatcher(out)  # reward hacking: a warning in events.jsonl and here
     if args.resume:
@@ -118,12 +119,14 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     _install_judges(args)  # before any grader is built
+    from agentrft.jobs.models import resolve_fine_tuned, resolve_spec_model
     from agentrft.train.evaluate import evaluate
 
     job = _load(args.job)
+    name = args.model or job.model  # an ft: name loads from its directory, keeps its name
     out = Path(args.out or f"runs/{Path(args.job).stem}-eval")
-    summary = evaluate(job, model_ref=args.model, samples=args.samples, out_dir=out,
-                       device=args.device, data_file=args.file)
+    summary = evaluate(resolve_spec_model(job), model_ref=resolve_fine_tuned(name), model_name=name,
+                       samples=args.samples, out_dir=out, device=args.device, data_file=args.file)
     print(f"model {summary['model']}: mean reward {_fmt(summary.get('mean_reward'))}, "
           f"best-of-{args.samples} {_fmt(summary.get('best_of_n_reward'))}, "
           f"zero-variance rows {_fmt(summary.get('zero_variance_share'))}, "
@@ -215,19 +218,24 @@ def cmd_server(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from agentrft.jobs.models import resolve_fine_tuned
     from agentrft.serving.run import serve_model
 
-    serve_model(args.model, host=args.host, port=args.port, api_keys=_api_keys(args), device=args.device,
-                served_model_name=args.served_model_name, seed=args.seed,
+    # an ft: name loads from its checkpoint directory and is still what clients ask for
+    serve_model(resolve_fine_tuned(args.model), host=args.host, port=args.port,
+                api_keys=_api_keys(args), device=args.device,
+                served_model_name=args.served_model_name or args.model, seed=args.seed,
                 max_batch_size=args.max_batch_size, max_model_len=args.max_model_len,
                 embedding_models=_embedding_models(args))
     return 0
 
 
 def cmd_export(args) -> int:
+    from agentrft.jobs.models import resolve_fine_tuned
     from agentrft.models.export import export_model
 
-    out = export_model(args.model, args.out, dtype=args.dtype, overwrite=args.overwrite)
+    out = export_model(resolve_fine_tuned(args.model), args.out, dtype=args.dtype,
+                       overwrite=args.overwrite, name=args.model)
     print(f"exported {args.model} to {out} (a plain Hugging Face model directory)")
     return 0
 
@@ -271,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows", parents=[grading])
     e.add_argument("job")
-    e.add_argument("--model", help="model or checkpoint directory (default: the job's model)")
+    e.add_argument("--model", help="model, checkpoint directory or ft: name (default: the job's model)")
     e.add_argument("--samples", type=int, default=3, help="rollouts per row")
     e.add_argument("--out")
     e.add_argument("--file", help="a JSONL dataset instead of the job's validation file")

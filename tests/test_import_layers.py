@@ -38,14 +38,6 @@ LAYERS: list[set[str]] = [
     {"cli"},
 ]
 
-# (importing module, imported module) pairs allowed to break the rules, with the reason.
-ALLOWED: dict[tuple[str, str], str] = {
-    # Rank subprocesses and Ray workers load the job's `model:` (possibly `ft:…`) themselves;
-    # resolving it at the entry points changes what checkpoints record as their base.
-    ("agentrft.models.loading", "agentrft.jobs.store"):
-        "`ft:` names are looked up in the jobs database when a model loads (issue 21: to move)",
-}
-
 ROOT = Path(os.environ.get("AGENTRFT_ROOT", Path(__file__).resolve().parents[1])) / "agentrft"
 
 
@@ -114,7 +106,7 @@ def test_no_import_runs_upward_or_sideways():
         mine = _package(module)
         for target in targets:
             theirs = _package(target)
-            if theirs != mine and _layer(theirs) >= _layer(mine) and (module, target) not in ALLOWED:
+            if theirs != mine and _layer(theirs) >= _layer(mine):
                 bad.append(f"{module} (layer {_layer(mine)}) imports {target} (layer {_layer(theirs)})")
     assert not bad, "imports against the layers:\n" + "\n".join(sorted(bad))
 
@@ -132,8 +124,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         stack.append(v)
         on_stack.add(v)
         for w in graph.get(v, ()):
-            if (v, w) in ALLOWED:
-                continue
             if w not in index:
                 visit(w)
                 low[v] = min(low[v], low[w])

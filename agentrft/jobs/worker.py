@@ -23,6 +23,7 @@ from typing import Any
 
 from agentrft.analysis.alarm import AlarmWatcher
 from agentrft.errors import AgentRFTError, TrainingPaused
+from agentrft.jobs.models import resolve_spec_model
 from agentrft.jobs.service import error_object, model_name, spec_from_body
 from agentrft.jobs.store import JobStore
 from agentrft.train.checkpoint import latest_checkpoint
@@ -114,7 +115,10 @@ def run_job(store: JobStore, job_id: str, *, device: str = "cpu") -> str:
         return store.job_row(job_id)["requested"]
 
     try:
-        spec = spec_from_body(store, store.get_job_body(job_id))
+        # An ft: model (a job continuing another's) trains from its checkpoint directory:
+        # the job keeps its ft: name, and its checkpoints record the directory as their
+        # `base_model`, so they load without this database.
+        spec = resolve_spec_model(spec_from_body(store, store.get_job_body(job_id)), store=store)
         trainer = Trainer(spec, run_dir, device=device, on_step=on_step,
                           on_checkpoint=on_checkpoint, on_event=on_event, control=control)
         asyncio.run(trainer.run_async(resume=checkpoint is not None))

@@ -35,8 +35,10 @@ def merged_model(ref: str, *, dtype: torch.dtype = torch.float32):
 
 
 def export_model(ref: str, out_dir: str | Path, *, dtype: str = "float32",
-                 overwrite: bool = False) -> Path:
-    """Write `ref` (checkpoint, local directory, `ft:` name or bundled model) to `out_dir`."""
+                 overwrite: bool = False, name: str | None = None) -> Path:
+    """Write `ref` (checkpoint, local directory or bundled model) to `out_dir`. `name`: what
+    the provenance file calls the source (default `ref`), e.g. the `ft:` name the CLI
+    resolved to `ref`."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ModelLoadError(f"{out} exists and is not empty (pass --overwrite to replace it)")
@@ -44,7 +46,7 @@ def export_model(ref: str, out_dir: str | Path, *, dtype: str = "float32",
                    "float16": torch.float16}.get(dtype)
     if torch_dtype is None:
         raise ModelLoadError(f"unknown dtype {dtype!r}: float32, bfloat16 or float16")
-    source = resolve_model_dir(ref)  # once: an ft: name is a look-up in the jobs database
+    source = resolve_model_dir(ref)
     model = merged_model(str(source), dtype=torch_dtype)
     tokenizer = load_tokenizer(str(source))
     # Written next to the target, then renamed: a crash never leaves a half export behind.
@@ -54,7 +56,7 @@ def export_model(ref: str, out_dir: str | Path, *, dtype: str = "float32",
         model.config.torch_dtype = torch_dtype  # what from_pretrained(dtype="auto") picks
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        meta = {"source": ref, "source_dir": str(source), "dtype": dtype}
+        meta = {"source": name or ref, "source_dir": str(source), "dtype": dtype}
         ckpt_meta = source / "agentrft_checkpoint.json"
         if ckpt_meta.is_file():
             meta["checkpoint"] = json.loads(ckpt_meta.read_text())

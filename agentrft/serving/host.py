@@ -64,7 +64,7 @@ class ModelHost:
     def load(cls, ref: str, *, name: str | None = None, device: str = "cpu", seed: int = 0,
              max_batch_size: int = 64, max_model_len: int | None = None) -> "ModelHost":
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        path = str(resolve_model_dir(ref))  # once: an ft: name is a look-up in the jobs database
+        path = str(resolve_model_dir(ref))  # once: model and tokenizer load from the same folder
         return cls(merged_model(path, dtype=dtype), load_tokenizer(path), name=name or ref,
                    device=device, seed=seed, max_batch_size=max_batch_size,
                    max_model_len=max_model_len)

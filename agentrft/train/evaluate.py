@@ -53,8 +53,8 @@ def pass_spread(rollouts: list, n_rows: int, samples: int) -> dict[str, Any]:
     return {"pass_mean_rewards": means, "run_to_run_std": std}
 
 
-async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, device: str,
-                    data_file: str | None) -> dict[str, Any]:
+async def _evaluate(job: JobSpec, model_ref: str, model_name: str, samples: int, out: RunDir,
+                    device: str, data_file: str | None) -> dict[str, Any]:
     validated = validate_job(job)
     rows = load_dataset(data_file) if data_file else (validated.valid_rows or validated.train_rows)
     async with open_tools(job.rl.tools) as tools:
@@ -68,7 +68,7 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
     for r in rollouts:
         out.log_rollout({"step": 0, "phase": "eval", **r.to_record()})
     per_row = per_row_summary(rollouts)
-    summary = {"model": model_ref, "samples_per_row": samples, **summarize(per_row),
+    summary = {"model": model_name, "samples_per_row": samples, **summarize(per_row),
                **pass_spread(rollouts, len(rows), samples),
                **rollout_metrics(rollouts, "valid"), "wall_s": elapsed, "per_row": per_row}
     out.summary_file.write_text(json.dumps(summary, indent=2))
@@ -76,9 +76,13 @@ async def _evaluate(job: JobSpec, model_ref: str, samples: int, out: RunDir, dev
 
 
 def evaluate(job: JobSpec, *, model_ref: str | None = None, samples: int = 3, out_dir: str | Path,
-             device: str = "cpu", data_file: str | None = None) -> dict[str, Any]:
+             device: str = "cpu", data_file: str | None = None,
+             model_name: str | None = None) -> dict[str, Any]:
+    """`model_ref` (default the job's model) is what loads; `model_name` what summary.json
+    calls it (default `model_ref`): the `ft:` name a caller resolved to `model_ref`."""
+    model_ref = model_ref or job.model
     try:
-        return asyncio.run(_evaluate(job, model_ref or job.model, samples, RunDir(out_dir), device,
-                                     data_file))
+        return asyncio.run(_evaluate(job, model_ref, model_name or model_ref, samples,
+                                     RunDir(out_dir), device, data_file))
     finally:
         release_free_memory()  # the eval's model and engine are gone: their pages too
