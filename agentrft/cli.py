@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model or checkpoint on the job's validation rows", parents=[grading])
     e.add_argument("job")
-    e.add_argument("--model", help="model, checkpoint directory or ft: name (default: the job's model)")
+    e.add_argument("--model", help="model, checkpoint directory or ft: name "
+                                   "(default: the job's model)")
     e.add_argument("--samples", type=int, default=3, help="rollouts per row")
     e.add_argument("--out")
     e.add_argument("--file", help="a JSONL dataset instead of the job's validation file")

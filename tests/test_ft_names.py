@@ -30,7 +30,8 @@ def base_model_of(checkpoint) -> str:
     return json.loads((checkpoint / "agentrft_checkpoint.json").read_text())["base_model"]
 
 
-def test_models_refuses_an_ft_name_without_opening_a_database(tmp_path, tiny_model_dir, monkeypatch):
+def test_models_refuses_an_ft_name_without_opening_a_database(tmp_path, tiny_model_dir,
+                                                              monkeypatch):
     store = JobStore(tmp_path / "data")
     name = register(store, tiny_model_dir)  # a database that knows the name...
     store.close()
