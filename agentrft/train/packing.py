@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from agentrft.engines.transformers_engine import common_prefix_len
 from agentrft.models.kv_cache import cache_kwarg
 
 # Decoders whose forward hands a 4D mask to attention as given and whose attention is all full
@@ -52,20 +53,7 @@ def can_pack(backbone) -> bool:
 
 def shared_spans(token_ids: list[list[int]]) -> list[int]:
     """How many leading tokens each sequence shares with the one before it (0 for the first)."""
-    spans = [0]
-    for before, ids in zip(token_ids, token_ids[1:]):
-        n = 0
-        for a, b in zip(before, ids):
-            if a != b:
-                break
-            n += 1
-        spans.append(n)
-    return spans
-
-
-def packing_order(token_ids: list[int]) -> tuple[int, ...]:
-    """Sort key that puts sequences sharing a prefix next to each other (lexicographic)."""
-    return tuple(token_ids)
+    return [0] + [common_prefix_len(pair) for pair in zip(token_ids, token_ids[1:])]
 
 
 def packing_pays(lengths: list[int], prefix_len: int, config, *, shared_tokens: int = 0) -> bool:
@@ -108,8 +96,7 @@ def packed_hidden(backbone, input_ids_BT: torch.Tensor, lengths_B: list[int],
     own_pos: list[int] = []
     for ids, h in zip(rows, spans):
         start = len(own_ids)
-        index.append(index[-1][:h] + list(range(start, start + len(ids) - h)) if h else
-                     list(range(start, start + len(ids))))
+        index.append((index[-1][:h] if h else []) + list(range(start, start + len(ids) - h)))
         own_ids += ids[h:]
         own_pos += range(h, len(ids))
     N = len(own_ids)

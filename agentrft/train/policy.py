@@ -33,10 +33,16 @@ from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
 from agentrft.train.loss import TrainSequence, backbone_and_head, collate, policy_loss_sum, \
     token_logprobs
-from agentrft.train.packing import can_pack, packing_order, packing_pays_for, shared_spans
+from agentrft.train.packing import can_pack, packing_pays_for, shared_spans
 from agentrft.train.shared_prefix import MIN_SHARED_TOKENS, SharedPrefix, shared_head_len
 
 CHECKPOINT_META = "agentrft_checkpoint.json"
+
+
+def micro_batch_order(seqs: list[TrainSequence], packed: bool) -> list[TrainSequence]:
+    """Packed: by their tokens, so a group's rollouts sit side by side and their row holds the
+    prompt once; padded: by length, so a micro-batch pads little."""
+    return sorted(seqs, key=(lambda s: s.token_ids) if packed else (lambda s: len(s.token_ids)))
 
 
 def micro_batches(seqs: list[TrainSequence], max_seqs: int, max_tokens: int, *,
@@ -205,12 +211,8 @@ class Policy:
         ratio_max = float("-inf")
         autocast = self.precision.autocast(self.device)
         prefix, seqs = self._shared_prefix(seqs)
-        # packed: a group's rollouts side by side, so their row holds the prompt once;
-        # padded: by length, so a micro-batch pads little
-        seqs = sorted(seqs, key=(lambda s: packing_order(s.token_ids)) if self.packed
-                      else (lambda s: len(s.token_ids)))
-        for chunk in micro_batches(seqs, self.hp.micro_batch_size, self.hp.micro_batch_tokens,
-                                   packed=self.packed):
+        for chunk in micro_batches(micro_batch_order(seqs, self.packed), self.hp.micro_batch_size,
+                                   self.hp.micro_batch_tokens, packed=self.packed):
             batch = collate(chunk, self.pad_id, self.device)
             packed = self.packed and packing_pays_for([s.token_ids for s in chunk],
                                                       prefix.length if prefix else 0,

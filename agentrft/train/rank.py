@@ -46,8 +46,9 @@ import torch.distributed as dist
 from agentrft.spec.job import Hyperparameters
 from agentrft.train.loss import MicroBatch, TrainSequence, backbone_and_head, collate, \
     policy_loss_sum, token_logprobs
-from agentrft.train.packing import can_pack, packing_order, packing_pays_for
-from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches
+from agentrft.train.packing import can_pack, packing_pays_for
+from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batch_order, \
+    micro_batches
 from agentrft.train.sharded import local, shard_like, to_rank0
 
 NO_LOSS = TrainSequence([0, 0], [0, 0], 0.0)  # what a rank with no sequence left runs (FSDP)
@@ -138,8 +139,7 @@ class RankTrainer:
         policy.model.train()
         split = backbone_and_head(policy.model)
         packable = hp.pack_sequences and split is not None and can_pack(split[0])
-        order = (lambda s: packing_order(s.token_ids)) if packable else (lambda s: len(s.token_ids))
-        chunks = micro_batches(sorted(seqs, key=order), hp.micro_batch_size,
+        chunks = micro_batches(micro_batch_order(seqs, packable), hp.micro_batch_size,
                                hp.micro_batch_tokens, packed=packable)
         rounds = len(chunks)
         if sharded:  # every rank runs as many forwards and backwards as the busiest
