@@ -3,7 +3,9 @@ the API answers such requests with a 4xx that says why, never a 500."""
 
 from __future__ import annotations
 
+import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -66,6 +68,32 @@ def test_expect_is_a_compare_and_set_not_an_error(store):
     assert store.job_row(job_id)["status"] == "cancelled"
     with pytest.raises(ValueError, match="unknown job status"):
         store.set_status(job_id, "done")
+
+
+def test_a_compare_and_set_is_not_fooled_by_another_threads_write(store):
+    """The API serves requests on a thread pool. Each cancel below succeeds, while other
+    threads keep running UPDATEs that change no row: with one connection shared by every
+    thread, `rowcount` read their zero and a cancel that had landed answered 400."""
+    job_ids = [job_in(store, "validating_files") for _ in range(100)]
+    stop = threading.Event()
+
+    def idle_writes() -> None:
+        while not stop.is_set():
+            store.update_job("no-such-job", requested="pause")
+
+    writers = [threading.Thread(target=idle_writes) for _ in range(3)]
+    for w in writers:
+        w.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            moved = list(pool.map(
+                lambda j: store.set_status(j, "cancelled", expect=("validating_files",)),
+                job_ids))
+    finally:
+        stop.set()
+        for w in writers:
+            w.join()
+    assert moved == [True] * len(job_ids)
 
 
 # --- service requests and the API -----------------------------------------------------------

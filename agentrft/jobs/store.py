@@ -5,6 +5,11 @@ Never edit a migration that has shipped: add a new one.
 
 Objects are returned as plain dicts shaped like OpenAI's API objects (`file`,
 `fine_tuning.job`, `fine_tuning.job.event`, `fine_tuning.job.checkpoint`).
+
+Each thread gets its own connection. The API serves requests on a thread pool, and a shared
+connection would mix threads' results: a cursor's `rowcount` is the connection's last change
+count, so another thread's UPDATE of zero rows could make a compare-and-set that succeeded
+read as one that failed (a cancel then answered 400 "job is cancelled").
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
+import weakref
 import time
 import uuid
 from pathlib import Path
@@ -95,6 +102,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be held weakly: a thread's connection closes when the thread
+    ends, and `JobStore.close` closes the ones still open."""
+
+
 class JobStore:
     def __init__(self, data_dir: str | Path):
         self.data_dir = Path(data_dir)
@@ -102,12 +114,26 @@ class JobStore:
         (self.data_dir / "files").mkdir(exist_ok=True)
         (self.data_dir / "runs").mkdir(exist_ok=True)
         self.path = self.data_dir / "agentrft.sqlite"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
+        self._local = threading.local()
+        self._opened: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._lock = threading.Lock()
         self._migrate()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "db", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                   check_same_thread=False,  # close() runs on any thread
+                                   factory=_Connection)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.db = conn
+            with self._lock:
+                self._opened.add(conn)
+        return conn
 
     def _migrate(self) -> None:
         self.db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, "
@@ -126,7 +152,11 @@ class JobStore:
                 raise
 
     def close(self) -> None:
-        self.db.close()
+        with self._lock:
+            opened, self._opened = list(self._opened), weakref.WeakSet()
+        for conn in opened:
+            conn.close()
+        self._local = threading.local()
 
     # --- files ---------------------------------------------------------------------------------
 
