@@ -1,6 +1,6 @@
 """The `agentrft` command.
 
-    agentrft demo [--quick] [--device cpu|cuda] [--out DIR]
+    agentrft demo [--quick] [--device cpu|cuda] [--out DIR] [--task search|verify|…]
     agentrft train JOB.yaml [--out DIR] [--resume] [--device cpu|cuda] [--ray ADDRESS]
                    [--judge-models FILE] [--judge-base-url URL [--judge-api-key-env VAR]]
     agentrft eval  JOB.yaml [--model MODEL_OR_CHECKPOINT] [--samples N] [--out DIR] [--file JSONL]
@@ -243,7 +243,7 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     from examples.finqa_lite.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, device=args.device)
+    run_demo(args.out, quick=args.quick, device=args.device, task=args.task)
     return 0
 
 
@@ -296,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default="runs/demo")
+    d.add_argument("--task", default="search",
+                   choices=("search", "verify", "verify-last", "verify-hint", "verify-last-hint",
+                            "search-hint"),
+                   help="search (default): demonstrations answer from the search snippet; "
+                        "verify*: they open the report with cat first (examples/finqa_lite/verify.py)")
     d.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker", parents=[grading])

@@ -16,7 +16,7 @@ import gc
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class DemoConfig:
     n_train: int
     n_valid: int
     overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
+    task: str = "search"  # questions.TASKS: which system prompt and demonstrations
 
 
 CPU = DemoConfig(HERE / "job.yaml", n_train=200, n_valid=20)
@@ -61,12 +62,23 @@ def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
 
     corpus_dir = corpus_mod.write_corpus(cache_root() / "finqa_lite" / "corpus-seed0", seed=0)
     questions.write_rows(out / "data", corpus_mod.generate_corpus(seed=0), seed=0,
-                         n_train=cfg.n_train, n_valid=cfg.n_valid)
+                         n_train=cfg.n_train, n_valid=cfg.n_valid, task=cfg.task)
     return corpus_dir, out / "data"
 
 
+def config(*, quick: bool = False, device: str = "cpu", task: str = "search") -> DemoConfig:
+    """The demo's sizes for the device, with `task`'s prompt (the same job file: the tools,
+    grader and budgets do not change between tasks)."""
+    from examples.finqa_lite.questions import TASKS
+
+    if task not in TASKS:
+        raise ValueError(f"unknown FinQA-lite task {task!r}; expected one of {', '.join(TASKS)}")
+    cfg = QUICK if quick else GPU if device.startswith("cuda") else CPU
+    return replace(cfg, task=task)
+
+
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
-             progress=print) -> dict[str, Any]:
+             task: str = "search", progress=print) -> dict[str, Any]:
     from agentrft.analysis.report import format_summary_table, write_report
     from agentrft.malloc import release_free_memory
     from agentrft.train.checkpoint import latest_checkpoint
@@ -74,7 +86,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     from agentrft.train.loop import Trainer
     from examples.finqa_lite.server import ToolServer
 
-    cfg = QUICK if quick else GPU if device.startswith("cuda") else CPU
+    cfg = config(quick=quick, device=device, task=task)
     out = Path(out)
     started = time.perf_counter()
     progress(f"[1/6] corpus and questions ({cfg.n_train} train, {cfg.n_valid} validation)")

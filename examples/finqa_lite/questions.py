@@ -254,12 +254,25 @@ def _kinds(n: int) -> list[str]:
     return ["lookup"] * n_lookup + rest
 
 
-def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int) -> list[dict]:
+TASKS = ("search", "verify", "verify-last", "verify-hint", "verify-last-hint", "search-hint")
+# "search": the demonstrations answer from the search snippet. The others (verify.py): the
+# demonstrations also open the top hit's report with `cat` before answering.
+
+
+def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int,
+          task: str = "search") -> list[dict]:
     # One set of demonstrations per split, as a production prompt has: every row then shares
     # system prompt, tools and demonstrations, which the engine prefills once per batch.
     # Their companies are left out of the split's questions.
+    if task not in TASKS:
+        raise ValueError(f"unknown FinQA-lite task {task!r}; expected one of {', '.join(TASKS)}")
     demo_companies = rng.sample(companies, DEMOS)
     demos = [m for i, d in enumerate(demo_companies) for m in demonstration(rng, corpus, d, i)]
+    system = SYSTEM_PROMPT
+    if task != "search":  # the same questions and demonstration lookups, verified or hinted
+        from examples.finqa_lite import verify
+
+        demos, system = verify.apply(task, demos, corpus, SYSTEM_PROMPT)
     companies = [c for c in companies if c not in demo_companies]
     kinds = _kinds(n)
     rng.shuffle(kinds)
@@ -273,30 +286,31 @@ def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int) 
                     ("0", "0.0", "0.0%", "0.00"):
                 break
         seen.add(item["question"])
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *demos,
+        messages = [{"role": "system", "content": system}, *demos,
                     {"role": "user", "content": item["question"]}]
         rows.append({"messages": messages, "tools": TOOLS, **item})
     return rows
 
 
-def make_rows(corpus: Corpus, seed: int = 0, n_train: int = 300,
-              n_valid: int = 60) -> tuple[list[dict], list[dict]]:
-    """(train_rows, valid_rows); the same arguments give the same rows."""
+def make_rows(corpus: Corpus, seed: int = 0, n_train: int = 300, n_valid: int = 60,
+              task: str = "search") -> tuple[list[dict], list[dict]]:
+    """(train_rows, valid_rows); the same arguments give the same rows, and every task the
+    same questions (only the system prompt and demonstrations differ)."""
     train_companies, valid_companies = split_companies(corpus, seed)
     rng = random.Random(seed)
-    train = _rows(rng, corpus, train_companies, n_train)
-    valid = _rows(rng, corpus, valid_companies, n_valid)
+    train = _rows(rng, corpus, train_companies, n_train, task)
+    valid = _rows(rng, corpus, valid_companies, n_valid, task)
     return train, valid
 
 
 def write_rows(out_dir: str | Path, corpus: Corpus, seed: int = 0, n_train: int = 300,
-               n_valid: int = 60) -> tuple[Path, Path]:
+               n_valid: int = 60, task: str = "search") -> tuple[Path, Path]:
     """Write train.jsonl and valid.jsonl under `out_dir` (byte-identical for the same input)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, rows in zip(("train.jsonl", "valid.jsonl"),
-                          make_rows(corpus, seed, n_train, n_valid)):
+                          make_rows(corpus, seed, n_train, n_valid, task)):
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (out / name).write_bytes(text.encode("utf-8"))
         paths.append(out / name)
@@ -310,9 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpus-seed", type=int, default=0)
     parser.add_argument("--n-train", type=int, default=300)
     parser.add_argument("--n-valid", type=int, default=60)
+    parser.add_argument("--task", choices=TASKS, default="search")
     args = parser.parse_args(argv)
     train, valid = write_rows(args.out_dir, generate_corpus(args.corpus_seed), args.seed,
-                              args.n_train, args.n_valid)
+                              args.n_train, args.n_valid, args.task)
     print(f"wrote {train} and {valid}")
 
 

@@ -53,6 +53,7 @@ MAX_BODY_BYTES = 1_000_000  # request cap (DESIGN.md)
 MAX_TOP_K = 10
 DEFAULT_TOP_K = 5
 MAX_LIST_ENTRIES = 500  # a listing is model input too
+CAT_MAX_CHARS = 4000  # a report is ~800 characters: cat shows it whole
 TOOLS = ("search", "list", "cat")
 
 USAGE = {
@@ -83,7 +84,7 @@ class FinqaTools:
     """
 
     def __init__(self, corpus_dir: Path, *, index: Any = None, cache_dir: Path | None = None,
-                 cat_max_chars: int = 4000,
+                 cat_max_chars: int = CAT_MAX_CHARS,
                  format_hits: Callable[[list], str] | None = None):
         self.corpus_dir = Path(corpus_dir)
         self.reports = self.corpus_dir / "reports"
@@ -143,11 +144,7 @@ class FinqaTools:
         if target.is_dir():
             raise ToolArgumentError(f"{_show(path)} is a directory; see what it holds with list. "
                                     + USAGE["cat"])
-        text = target.read_text(encoding="utf-8", errors="replace")
-        if len(text) <= self.cat_max_chars:
-            return text
-        more = len(text) - self.cat_max_chars
-        return text[:self.cat_max_chars] + f"\n\n[truncated: {more} more characters]"
+        return cat_output(target.read_text(encoding="utf-8", errors="replace"), self.cat_max_chars)
 
     def _resolve(self, path: str, tool: str) -> Path:
         """The file or dir `path` names, or ToolArgumentError (400 outside, 404 unknown)."""
@@ -174,6 +171,14 @@ class FinqaTools:
             return path.resolve().is_relative_to(self._reports_real)
         except (OSError, RuntimeError):  # a symlink loop: not something we serve
             return False
+
+
+def cat_output(text: str, max_chars: int = CAT_MAX_CHARS) -> str:
+    """What `cat` shows of a document: all of it, or its first `max_chars` and a note."""
+    if len(text) <= max_chars:
+        return text
+    more = len(text) - max_chars
+    return text[:max_chars] + f"\n\n[truncated: {more} more characters]"
 
 
 def _exists(path: Path) -> bool:
@@ -275,7 +280,7 @@ async def _read_capped(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(corpus_dir: Path, *, token: str, index: Any = None, cat_max_chars: int = 4000,
+def create_app(corpus_dir: Path, *, token: str, index: Any = None, cat_max_chars: int = CAT_MAX_CHARS,
                cache_dir: Path | None = None,
                format_hits: Callable[[list], str] | None = None) -> FastAPI:
     """The FastAPI app serving `POST /search|/list|/cat` and `GET /health` (module docstring)."""
@@ -348,7 +353,7 @@ class ToolServer:
     """
 
     def __init__(self, corpus_dir: Path, *, token: str | None = None, index: Any = None,
-                 cache_dir: Path | None = None, cat_max_chars: int = 4000,
+                 cache_dir: Path | None = None, cat_max_chars: int = CAT_MAX_CHARS,
                  format_hits: Callable[[list], str] | None = None, port: int = 0,
                  build_index: bool = False):
         self.token = token or secrets.token_urlsafe(24)
@@ -398,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8123)
     parser.add_argument("--token", help="bearer token (default: a random one, printed)")
     parser.add_argument("--cache-dir", type=Path, help="index cache (default: CORPUS_DIR/../cache)")
-    parser.add_argument("--cat-max-chars", type=int, default=4000)
+    parser.add_argument("--cat-max-chars", type=int, default=CAT_MAX_CHARS)
     parser.add_argument("--lazy-index", action="store_true",
                         help="build the search index on the first search, not at start")
     args = parser.parse_args(argv)
