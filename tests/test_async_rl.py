@@ -21,10 +21,9 @@ import torch
 
 from agentrft.engines.snapshot import SnapshotEngine
 from agentrft.errors import SpecError
-from agentrft.spec import load_job
 from agentrft.train.loop import Trainer, step_rows
 from agentrft.train.pipeline import RolloutPipeline
-from examples.lookup import task
+from tests.tiny_jobs import lookup_job
 
 ROOT = Path(__file__).parents[1]
 
@@ -34,23 +33,10 @@ def length_grade(sample: dict, item: dict) -> float:
 
 
 def make_job(tmp_path, model_dir, *, max_staleness, max_steps, eval_interval=100):
-    task.write(tmp_path)
-    path = tmp_path / "job.yaml"
-    path.write_text(f"""model: {model_dir}
-training_file: train.jsonl
-validation_file: valid.jsonl
-seed: 5
-method:
-  type: reinforcement
-  reinforcement:
-    grader: {{type: python, name: len, callable: "tests.test_async_rl:length_grade"}}
-    tools: [{{name: lookup, python: "examples.lookup.task:lookup"}}]
-    max_episode_steps: 2
-    hyperparameters: {{batch_size: 2, eval_interval: {eval_interval}, eval_samples: 1,
-                      max_new_tokens: 8, max_steps: {max_steps}, n_epochs: 4,
-                      max_staleness: {max_staleness}, readiness_gate: false}}
-""")
-    return load_job(path)
+    return lookup_job(tmp_path, model_dir, seed=5, grader="tests.test_async_rl:length_grade",
+                      batch_size=2, eval_interval=eval_interval, eval_samples=1, max_new_tokens=8,
+                      max_steps=max_steps, n_epochs=4, max_staleness=max_staleness,
+                      readiness_gate=False)
 
 
 def read_jsonl(path):

@@ -13,6 +13,7 @@ from agentrft.spec.job import parse_job
 from agentrft.train.distributed import DistributedPolicy, split_by_tokens
 from agentrft.train.loss import TrainSequence
 from agentrft.train.policy import Policy
+from tests.tiny_jobs import lookup_job
 
 
 def job_for(model_dir, *, finetune="lora", strategy="single", world_size=1, **hp):
@@ -177,30 +178,6 @@ def test_sharded_weights_reach_rank_0_alone():
     mp.spawn(_gather_on_rank, args=(port,), nprocs=2)
 
 
-def lookup_job(tmp_path, model_dir, *, max_steps: int, training: str):
-    from examples.lookup import task
-
-    task.write(tmp_path)
-    path = tmp_path / "job.yaml"
-    path.write_text(f"""model: {model_dir}
-training_file: train.jsonl
-validation_file: valid.jsonl
-seed: 3
-method:
-  type: reinforcement
-  reinforcement:
-    grader: {{type: python, name: len, callable: "tests.test_train_tiny:length_grade"}}
-    tools: [{{name: lookup, python: "examples.lookup.task:lookup"}}]
-    max_episode_steps: 2
-    training: {training}
-    hyperparameters: {{batch_size: 2, eval_interval: 1, eval_samples: 1, max_new_tokens: 12,
-                      max_steps: {max_steps}, micro_batch_size: 3}}
-""")
-    from agentrft.spec import load_job
-
-    return load_job(path)
-
-
 def test_a_job_trained_on_two_ranks_resumes_on_one_and_exports(tmp_path, tiny_model_dir):
     import asyncio
     import json
@@ -212,8 +189,10 @@ def test_a_job_trained_on_two_ranks_resumes_on_one_and_exports(tmp_path, tiny_mo
     from agentrft.train.loop import Trainer
 
     run = tmp_path / "run"
-    job = lookup_job(tmp_path, tiny_model_dir, max_steps=2,
-                     training="{strategy: fsdp, world_size: 2}")
+    hp = {"batch_size": 2, "eval_interval": 1, "eval_samples": 1, "max_new_tokens": 12,
+          "micro_batch_size": 3}
+    job = lookup_job(tmp_path, tiny_model_dir, seed=3, max_steps=2,
+                     training={"strategy": "fsdp", "world_size": 2}, **hp)
     metrics = asyncio.run(Trainer(job, run).run_async())
     assert [m["step"] for m in metrics] == [0, 1, 2]
     assert metrics[1]["trained_sequences"] > 0 and metrics[1]["grad_norm"] > 0
@@ -221,8 +200,8 @@ def test_a_job_trained_on_two_ranks_resumes_on_one_and_exports(tmp_path, tiny_mo
     meta = json.loads((ckpt / "agentrft_checkpoint.json").read_text())
     assert meta["training"] == {"strategy": "fsdp", "world_size": 2}
 
-    resumed = asyncio.run(Trainer(lookup_job(tmp_path, tiny_model_dir, max_steps=3,
-                                             training="{strategy: single}"), run)
+    resumed = asyncio.run(Trainer(lookup_job(tmp_path, tiny_model_dir, seed=3, max_steps=3,
+                                             training={"strategy": "single"}, **hp), run)
                           .run_async(resume=True))
     assert [m["step"] for m in resumed] == [0, 1, 2, 3]
     assert resumed[3]["trained_sequences"] > 0

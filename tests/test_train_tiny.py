@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from agentrft.spec import load_job
 from agentrft.train.loop import Trainer
 from agentrft.train.readiness import NotReady
 from examples.lookup import task
+from tests.tiny_jobs import lookup_job
 
 DESIGN_METRICS = {"train_reward_mean", "completion_tokens_mean", "reasoning_tokens_mean",
                   "tool_calls_per_rollout", "tokens_per_tool_call_mean", "tool_latency_mean",
@@ -24,23 +24,9 @@ def length_grade(sample: dict, item: dict) -> float:
 
 def make_job(tmp_path, model_dir, *, max_steps, finetune="lora",
              grader="tests.test_train_tiny:length_grade", readiness_gate=True):
-    task.write(tmp_path)
-    path = tmp_path / "job.yaml"
-    path.write_text(f"""model: {model_dir}
-training_file: train.jsonl
-validation_file: valid.jsonl
-seed: 3
-method:
-  type: reinforcement
-  reinforcement:
-    grader: {{type: python, name: len, callable: "{grader}"}}
-    tools: [{{name: lookup, python: "examples.lookup.task:lookup"}}]
-    max_episode_steps: 2
-    hyperparameters: {{batch_size: 2, eval_interval: 1, eval_samples: 1, max_new_tokens: 12,
-                      max_steps: {max_steps}, finetune: {finetune}, micro_batch_size: 3,
-                      readiness_gate: {str(readiness_gate).lower()}}}
-""")
-    return load_job(path)
+    return lookup_job(tmp_path, model_dir, seed=3, grader=grader, batch_size=2, eval_interval=1,
+                      eval_samples=1, max_new_tokens=12, max_steps=max_steps, finetune=finetune,
+                      micro_batch_size=3, readiness_gate=readiness_gate)
 
 
 def read_jsonl(path):
