@@ -298,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--task", default="search",
                    choices=("search", "verify", "verify-last", "verify-hint", "verify-last-hint",
-                            "search-hint"),
+                            "search-hint", "browse", "browse-last"),
                    help="search (default): demonstrations answer from the search snippet; "
-                        "verify*: they open the report with cat first (examples/finqa_lite/verify.py)")
+                        "verify*: they open the report with cat first (examples/finqa_lite/verify.py); "
+                        "browse*: one lists and cats instead of searching (browse.py)")
     d.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker", parents=[grading])

@@ -2,10 +2,12 @@
 few validation rows, without training. What a task change is checked with before a full demo.
 
     python bench/finqa_task_probe.py --task verify --rows 10 --samples 4 [--out /tmp/probe]
+    python bench/finqa_task_probe.py --task browse --split-tool list --set max_new_tokens=96 \
+        --set max_rollout_tokens=3072
 
 Prints the reward (and per grader), best-of-N, zero-variance share, tool calls per rollout
-(per tool, malformed among them), and how the rollouts that open a report (`cat`) compare
-with those that do not: their shares, mean rewards (overall and paired within the rows whose
+(per tool, malformed among them), and how the rollouts that call one tool (`--split-tool`,
+`cat` by default: those that open a report) compare with those that do not: their shares, mean rewards (overall and paired within the rows whose
 group holds both), and the share of rows whose group mixes both patterns, the within-group
 variance in calls that RL needs to learn to skip the extra call.
 """
@@ -61,7 +63,7 @@ def call_pattern_stats(records: list[dict], tool: str = "cat") -> dict:
         f"answer_mean_without_{tool}": _mean([answer(r) for r in without]),
         f"rows_mixing_{tool}_share": len(mixed) / max(len(groups), 1),
         "rows_with_varied_call_counts_share": len(calls_vary) / max(len(groups), 1),
-        f"paired_gain_without_{tool}": _mean(paired),  # within mixed rows: no-cat minus cat
+        f"paired_gain_without_{tool}": _mean(paired),  # within mixed rows: without the tool minus with it
         "completion_tokens_mean": _mean([float(r["completion_tokens"]) for r in scored]),
         "total_tokens_mean": _mean([float(r["total_tokens"]) for r in scored]),
     }
@@ -75,6 +77,8 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/finqa_probe")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="hyperparameter override (int), e.g. max_new_tokens=80")
+    ap.add_argument("--split-tool", default="cat",
+                    help="split the rollouts by whether they called this tool (browse: list)")
     args = ap.parse_args()
 
     import secrets
@@ -102,7 +106,7 @@ def main() -> None:
         print(f"{k:48s} {v:.3f}" if isinstance(v, float) else f"{k:48s} {v}")
     records = [json.loads(line) for line in
                (out / "baseline" / "rollouts.jsonl").read_text().splitlines()]
-    for k, v in call_pattern_stats(records).items():
+    for k, v in call_pattern_stats(records, args.split_tool).items():
         print(f"{k:48s} {v:.3f}" if isinstance(v, float) else f"{k:48s} {v}")
     shapes = collections.Counter(" > ".join(c.get("name", "?") for c in r["tool_calls"]) or "(none)"
                                  for r in records)

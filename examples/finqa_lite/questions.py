@@ -254,9 +254,11 @@ def _kinds(n: int) -> list[str]:
     return ["lookup"] * n_lookup + rest
 
 
-TASKS = ("search", "verify", "verify-last", "verify-hint", "verify-last-hint", "search-hint")
-# "search": the demonstrations answer from the search snippet. The others (verify.py): the
-# demonstrations also open the top hit's report with `cat` before answering.
+TASKS = ("search", "verify", "verify-last", "verify-hint", "verify-last-hint", "search-hint",
+         "browse", "browse-last")
+# "search": the demonstrations answer from the search snippet. verify*, search-hint
+# (verify.py): the demonstrations also open the top hit's report with `cat` before answering.
+# browse* (browse.py): one demonstration lists the company's reports and cats one instead.
 
 
 def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int,
@@ -269,7 +271,12 @@ def _rows(rng: random.Random, corpus: Corpus, companies: list[Company], n: int,
     demo_companies = rng.sample(companies, DEMOS)
     demos = [m for i, d in enumerate(demo_companies) for m in demonstration(rng, corpus, d, i)]
     system = SYSTEM_PROMPT
-    if task != "search":  # the same questions and demonstration lookups, verified or hinted
+    # the same questions and demonstration lookups, browsed, verified or hinted
+    if task.startswith("browse"):
+        from examples.finqa_lite import browse
+
+        demos = browse.apply(task, demos, corpus)
+    elif task != "search":
         from examples.finqa_lite import verify
 
         demos, system = verify.apply(task, demos, corpus, SYSTEM_PROMPT)
