@@ -99,11 +99,15 @@ def test_snapshot_engine_samples_its_copy_until_synced(tiny_model):
     assert not torch.equal(first(engine.model), first(model))  # the sampler did not see it
     engine.sync_weights(model)
     assert torch.equal(first(engine.model), first(model)) and engine.syncs == 1
+    assert engine.inner.synced == [engine.model]  # told, so it drops what it kept (a prompt head)
 
 
 class _Recorder:
     def __init__(self, model):
-        self.model, self.generator = model, torch.Generator()
+        self.model, self.generator, self.synced = model, torch.Generator(), []
+
+    def sync_weights(self, model):
+        self.synced.append(model)
 
     def generate(self, prompts, params):
         return []

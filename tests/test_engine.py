@@ -57,6 +57,45 @@ def test_a_prompt_that_is_the_shared_prefix_itself_still_gets_its_own_last_token
     assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
 
 
+def test_a_kept_head_is_reused_across_calls_and_matches_a_full_forward(tiny_model):
+    """An agent's turns arrive a few at a time: one prompt alone, then two of other rows. With
+    prefix_cache the second call reuses the task prompt's keys and values from the first."""
+    engine = TransformersEngine(tiny_model, pad_token_id=PAD_ID, seed=0, prefix_cache=True)
+    task = list(range(40, 40 + MIN_SHARED_PREFIX + 6))
+    params = SamplingParams(temperature=1.0, max_new_tokens=6)
+    calls = [[task + [7, 8, 9, 10]],  # one prompt: its head is all of it but the last token
+             [task + [11, 12], task + [13]],  # other rows: the task prompt is reused
+             [task + [11, 12, 5, 6]]]  # row 1's next turn: the task prompt reused again
+    for prompts in calls:
+        outs = engine.generate(prompts, params)
+        assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
+    assert engine.head_tokens_reused == 0 + len(task) + len(task)
+    assert engine.head_tokens_computed == (len(task) + 3) + 0 + 3
+
+
+def test_weights_synced_drop_the_kept_head(tiny_model):
+    engine = TransformersEngine(tiny_model, pad_token_id=PAD_ID, seed=0, prefix_cache=True)
+    prompts = [list(range(40, 40 + MIN_SHARED_PREFIX + 6)) + [7, 8]]
+    params = SamplingParams(temperature=1.0, max_new_tokens=4)
+    engine.generate(prompts, params)
+    with torch.no_grad():  # an update
+        for p in tiny_model.parameters():
+            p.mul_(1.5)
+    engine.sync_weights(tiny_model)
+    outs = engine.generate(prompts, params)
+    assert engine.head_tokens_reused == 0  # a stale head would give the old weights' logprobs
+    assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
+
+
+def test_without_prefix_cache_nothing_is_kept(tiny_model, engine):
+    """The default (a served model switching adapters between calls): every call computes."""
+    prompts = [list(range(40, 40 + MIN_SHARED_PREFIX + 6)) + [7, 8]] * 2 + \
+              [list(range(40, 40 + MIN_SHARED_PREFIX + 6)) + [9]]
+    for _ in range(2):
+        engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=3))
+    assert engine.head_tokens_reused == 0
+
+
 def test_common_prefix_len():
     assert common_prefix_len([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert common_prefix_len([[1], [2]]) == 0

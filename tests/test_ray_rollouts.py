@@ -180,12 +180,15 @@ def server_engine_job(tmp_path, model_dir, engine: str):
 
     from agentrft.spec import load_job
 
+    import yaml
+
     make_job(tmp_path, model_dir, max_steps=1)
     path = tmp_path / "job.yaml"
-    decl = (f"{{type: vllm, python: {sys.executable}}}" if engine == "vllm"
-            else "{type: remote, base_url: 'http://127.0.0.1:9/v1'}")
-    text = path.read_text().replace("    max_episode_steps:", f"    engine: {decl}\n    max_episode_steps:")
-    path.write_text(text)
+    raw = yaml.safe_load(path.read_text())
+    raw["method"]["reinforcement"]["engine"] = (
+        {"type": "vllm", "python": sys.executable} if engine == "vllm"
+        else {"type": "remote", "base_url": "http://127.0.0.1:9/v1"})
+    path.write_text(yaml.safe_dump(raw))
     return path, load_job(path)
 
 

@@ -4,6 +4,7 @@ import asyncio
 import json
 
 import pytest
+import yaml
 
 from agentrft.train.loop import Trainer
 from agentrft.train.readiness import NotReady
@@ -116,8 +117,9 @@ def test_cli_train_then_eval_a_checkpoint(tmp_path, tiny_model_dir, capsys):
     from agentrft.cli import main
 
     job = make_job(tmp_path, tiny_model_dir, max_steps=1)
-    text = (tmp_path / "job.yaml").read_text().replace("finetune: lora", "finetune: lora, reasoning_effort: high")
-    (tmp_path / "job.yaml").write_text(text)
+    raw = yaml.safe_load((tmp_path / "job.yaml").read_text())
+    raw["method"]["reinforcement"]["hyperparameters"]["reasoning_effort"] = "high"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))
     run = tmp_path / "run"
     assert main(["train", str(tmp_path / "job.yaml"), "--out", str(run), "--quiet"]) == 0
     assert "validation reward:" in capsys.readouterr().out

@@ -97,8 +97,10 @@ def _in_process(job: JobSpec, kind: str, model, tokenizer, device: str) -> Engin
     if kind == "transformers":
         from agentrft.engines.transformers_engine import TransformersEngine
 
+        # the trainer tells the engine when the weights change (sync_weights): a kept prompt
+        # head is safe to reuse between updates
         return TransformersEngine(model, pad_token_id=tokenizer.pad_token_id, device=device,
-                                  seed=job.effective_seed)
+                                  seed=job.effective_seed, prefix_cache=True)
     if kind == "static":
         from agentrft.engines.static_engine import StaticEngine
 

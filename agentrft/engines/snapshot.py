@@ -57,6 +57,7 @@ class SnapshotEngine(Engine):
             for name, param in self.model.named_parameters():
                 if name in self._trained:
                     param.copy_(source[name])
+            self.inner.sync_weights(self.model)  # e.g. a kept prompt head, now stale
         self.syncs += 1
 
     def take_events(self):
