@@ -69,8 +69,9 @@ def test_a_kept_head_is_reused_across_calls_and_matches_a_full_forward(tiny_mode
     for prompts in calls:
         outs = engine.generate(prompts, params)
         assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
-    assert engine.head_tokens_reused == 0 + len(task) + len(task)
-    assert engine.head_tokens_computed == (len(task) + 3) + 0 + 3
+    assert engine.prefill_tokens_reused == 0 + len(task) + len(task)
+    # call 1: the head and the last token; 2: two suffixes padded to 2; 3: [11, 12, 5], then 6
+    assert engine.prefill_tokens_run == (len(task) + 4) + 2 * 2 + (3 + 1)
 
 
 def test_weights_synced_drop_the_kept_head(tiny_model):
@@ -83,7 +84,7 @@ def test_weights_synced_drop_the_kept_head(tiny_model):
             p.mul_(1.5)
     engine.sync_weights(tiny_model)
     outs = engine.generate(prompts, params)
-    assert engine.head_tokens_reused == 0  # a stale head would give the old weights' logprobs
+    assert engine.prefill_tokens_reused == 0  # a stale head would give the old weights' logprobs
     assert_logprobs_match_full_forward(tiny_model, prompts, outs, 1.0)
 
 
@@ -93,7 +94,7 @@ def test_without_prefix_cache_nothing_is_kept(tiny_model, engine):
               [list(range(40, 40 + MIN_SHARED_PREFIX + 6)) + [9]]
     for _ in range(2):
         engine.generate(prompts, SamplingParams(temperature=1.0, max_new_tokens=3))
-    assert engine.head_tokens_reused == 0
+    assert engine.prefill_tokens_reused == 0
 
 
 def test_common_prefix_len():

@@ -152,8 +152,8 @@ class TransformersEngine(Engine):
         self.model = model
         self.prefix_cache = prefix_cache
         self._kept: KeptHead | None = None
-        self.head_tokens_reused = 0  # counters: tokens of shared heads taken from the kept one
-        self.head_tokens_computed = 0  # … and run through the model
+        self.prefill_tokens_run = 0  # counters: prompt positions run through the model (pads
+        self.prefill_tokens_reused = 0  # included), and those taken from the kept head
         self.pad_token_id = pad_token_id
         self.device = torch.device(device)
         self.max_batch_size = max_batch_size
@@ -196,6 +196,7 @@ class TransformersEngine(Engine):
         shared = min(common_prefix_len(prompts), min(len(p) for p in prompts) - 1)
         if shared < MIN_SHARED_PREFIX or (len(prompts) < 2 and not self.prefix_cache):
             ids, attn = self._left_pad(prompts)
+            self.prefill_tokens_run += ids.numel()
             positions = (attn.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
                              use_cache=True, logits_to_keep=1)
@@ -203,6 +204,7 @@ class TransformersEngine(Engine):
         cache = self._head_cache(prompts[0][:shared])
         cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=self.device))
         ids, tail_attn = self._left_pad([p[shared:] for p in prompts])
+        self.prefill_tokens_run += ids.numel()
         attn = torch.cat([torch.ones((len(prompts), shared), dtype=tail_attn.dtype,
                                      device=self.device), tail_attn], 1)
         positions = shared + (tail_attn.cumsum(-1) - 1).clamp(min=0)
@@ -224,8 +226,8 @@ class TransformersEngine(Engine):
             out = self.model(input_ids=ids, position_ids=positions, use_cache=True,
                              logits_to_keep=1, **(cache_kwarg(cache) if cache is not None else {}))
             cache = cache_of(out)
-        self.head_tokens_reused += reuse
-        self.head_tokens_computed += len(head) - reuse
+        self.prefill_tokens_reused += reuse
+        self.prefill_tokens_run += len(head) - reuse
         if self.prefix_cache:
             self._kept = KeptHead(head, cache)
         return cache
