@@ -102,11 +102,12 @@ def _with_room(t: torch.Tensor, capacity: int, rows: torch.Tensor | None = None)
 MIN_SHARED_PREFIX = 16
 
 # Tokens (prompt + new) of the rows decoded together. Every row holds its own keys and values
-# (46 KB a token in fp32 for SmolLM2-135M), so this caps a batch's cache at ~1.5 GB there and
-# its prefill activations with it; 60 FinQA-lite rollouts at 2,000 tokens would hold 5.5 GB.
-# Past a few thousand cached tokens a decode step is bound by reading that cache, not the
-# weights, so smaller batches cost little.
-MAX_BATCH_TOKENS = 32_768
+# (46 KB a token in fp32 for SmolLM2-135M), so this caps a batch's cache at ~0.75 GB there and
+# its prefill activations with it; 60 FinQA-lite rollouts at 2,000 tokens would hold 5.5 GB,
+# and at 32,768 the demo's first eval batch peaked at 4.7 GB of RSS. Past a few thousand
+# cached tokens a decode step is bound by reading that cache, not the weights, so smaller
+# batches cost little.
+MAX_BATCH_TOKENS = 16_384
 
 
 def token_batches(costs: list[int], max_rows: int, max_tokens: int) -> list[slice]:
