@@ -9,6 +9,7 @@ from examples.finqa_lite.browse import VARIANTS
 from examples.finqa_lite.corpus import generate_corpus
 from examples.finqa_lite.questions import SYSTEM_PROMPT, make_rows
 from examples.finqa_lite.server import FinqaTools
+from tests.test_finqa_verify import rows_asking_the_search_tasks_questions
 
 
 @pytest.fixture(scope="module")
@@ -22,13 +23,7 @@ def _calls(messages):
 
 @pytest.mark.parametrize("task", sorted(VARIANTS))
 def test_browse_tasks_ask_the_search_tasks_questions(corpus, task):
-    base = make_rows(corpus, n_train=12, n_valid=8)
-    rows = make_rows(corpus, n_train=12, n_valid=8, task=task)
-    for b_split, split in zip(base, rows):
-        assert [{k: v for k, v in r.items() if k != "messages"} for r in split] == \
-               [{k: v for k, v in r.items() if k != "messages"} for r in b_split]
-        assert [r["messages"][-1] for r in split] == [r["messages"][-1] for r in b_split]
-    messages = rows[1][0]["messages"]
+    messages = rows_asking_the_search_tasks_questions(corpus, task)[1][0]["messages"]
     assert messages[0]["content"] == SYSTEM_PROMPT
     first, second = (["list", "cat"], ["search"]) if task == "browse" else (["search"], ["list", "cat"])
     demos = messages[1:-1]

@@ -29,14 +29,21 @@ def _cats(demos):
     return [c for m in demos for c in m.get("tool_calls") or [] if c["function"]["name"] == "cat"]
 
 
-@pytest.mark.parametrize("task", sorted(VARIANTS))
-def test_verify_tasks_ask_the_search_tasks_questions(corpus, task):
+def rows_asking_the_search_tasks_questions(corpus, task):
+    """`task`'s (train, valid) rows, checked to hold the search task's questions and reference
+    data: a prompt variant changes the system prompt and demonstrations only."""
     base = make_rows(corpus, n_train=12, n_valid=8)
     rows = make_rows(corpus, n_train=12, n_valid=8, task=task)
     for b_split, split in zip(base, rows):
         assert [{k: v for k, v in r.items() if k != "messages"} for r in split] == \
                [{k: v for k, v in r.items() if k != "messages"} for r in b_split]
         assert [r["messages"][-1] for r in split] == [r["messages"][-1] for r in b_split]
+    return rows
+
+
+@pytest.mark.parametrize("task", sorted(VARIANTS))
+def test_verify_tasks_ask_the_search_tasks_questions(corpus, task):
+    rows = rows_asking_the_search_tasks_questions(corpus, task)
     verifies, hint = VARIANTS[task]
     system, demos, _ = _split(rows[1][0]["messages"])
     assert system["content"] == SYSTEM_PROMPT + (HINT if hint else "")

@@ -28,9 +28,8 @@ from __future__ import annotations
 import json
 
 from examples.finqa_lite.corpus import Corpus
+from examples.finqa_lite.questions import rework_exchanges
 from examples.finqa_lite.server import cat_output
-
-EXCHANGE = 4  # messages of one search demonstration: user, search call, its output, answer
 
 VARIANTS = {  # task -> which demonstration exchanges browse
     "browse": (True, False),
@@ -40,14 +39,7 @@ VARIANTS = {  # task -> which demonstration exchanges browse
 
 def apply(task: str, demos: list[dict], corpus: Corpus) -> list[dict]:
     """The search task's demonstrations, with `task`'s exchanges turned into browsing ones."""
-    browses = VARIANTS[task]
-    exchanges = [demos[i:i + EXCHANGE] for i in range(0, len(demos), EXCHANGE)]
-    if len(exchanges) != len(browses):
-        raise ValueError(f"{task}: {len(browses)} demonstrations expected, got {len(exchanges)}")
-    out = []
-    for i, (exchange, browse) in enumerate(zip(exchanges, browses)):
-        out += browsed(exchange, corpus, i) if browse else exchange
-    return out
+    return rework_exchanges(task, demos, VARIANTS[task], lambda ex, i: browsed(ex, corpus, i))
 
 
 def listing(corpus: Corpus, folder: str) -> str:

@@ -45,6 +45,7 @@ import argparse
 import json
 import random
 from pathlib import Path
+from typing import Callable
 
 from examples.finqa_lite.corpus import Company, Corpus, YEARS, format_value, generate_corpus, \
     pct_change, report_path
@@ -219,6 +220,23 @@ def demonstration(rng: random.Random, corpus: Corpus, c: Company, index: int = 0
                                          f"{year} {'were' if metric == 'total_assets' else 'was'} "
                                          f"{unit_words}.\nFinal answer: {answer}"},
     ]
+
+
+EXCHANGE = 4  # messages of one demonstration exchange: user, search call, its output, answer
+
+
+def rework_exchanges(task: str, demos: list[dict], chosen: tuple[bool, ...],
+                     redo: Callable[[list[dict], int], list[dict]]) -> list[dict]:
+    """`demos` with each chosen exchange (`chosen[i]`: the i-th) replaced by `redo(exchange,
+    i)`: how a prompt variant (verify.py, browse.py) turns the search task's demonstrations
+    into its own."""
+    exchanges = [demos[i:i + EXCHANGE] for i in range(0, len(demos), EXCHANGE)]
+    if len(exchanges) != len(chosen):
+        raise ValueError(f"{task}: {len(chosen)} demonstrations expected, got {len(exchanges)}")
+    out = []
+    for i, (exchange, rework) in enumerate(zip(exchanges, chosen)):
+        out += redo(exchange, i) if rework else exchange
+    return out
 
 
 _ROW_INDEX = {m: i + 1 for i, m in enumerate(  # chunk position: 0 is the narrative

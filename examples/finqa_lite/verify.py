@@ -28,11 +28,11 @@ from __future__ import annotations
 import json
 
 from examples.finqa_lite.corpus import Corpus
+from examples.finqa_lite.questions import rework_exchanges
 from examples.finqa_lite.server import cat_output
 
 HINT = " When you are unsure of a figure, confirm it in the report with cat before answering."
 CONFIRM = "Let me open the report to confirm."
-EXCHANGE = 4  # messages of one search demonstration: user, search call, its output, answer
 
 VARIANTS = {  # task -> (which demonstration exchanges verify, system prompt hint?)
     "verify": ((True, True), False),
@@ -46,13 +46,8 @@ VARIANTS = {  # task -> (which demonstration exchanges verify, system prompt hin
 def apply(task: str, demos: list[dict], corpus: Corpus, system: str) -> tuple[list[dict], str]:
     """The search task's demonstrations and system prompt, turned into `task`'s."""
     verifies, hint = VARIANTS[task]
-    exchanges = [demos[i:i + EXCHANGE] for i in range(0, len(demos), EXCHANGE)]
-    if len(exchanges) != len(verifies):
-        raise ValueError(f"{task}: {len(verifies)} demonstrations expected, got {len(exchanges)}")
-    out = []
-    for i, (exchange, verify) in enumerate(zip(exchanges, verifies)):
-        out += verified(exchange, corpus, i) if verify else exchange
-    return out, system + (HINT if hint else "")
+    demos = rework_exchanges(task, demos, verifies, lambda ex, i: verified(ex, corpus, i))
+    return demos, system + (HINT if hint else "")
 
 
 def verified(exchange: list[dict], corpus: Corpus, index: int) -> list[dict]:
