@@ -29,7 +29,7 @@ import json
 
 from examples.finqa_lite.corpus import Corpus
 from examples.finqa_lite.questions import rework_exchanges
-from examples.finqa_lite.server import cat_output
+from examples.finqa_lite.server import cat_output, list_output
 
 VARIANTS = {  # task -> which demonstration exchanges browse
     "browse": (True, False),
@@ -44,7 +44,7 @@ def apply(task: str, demos: list[dict], corpus: Corpus) -> list[dict]:
 
 def listing(corpus: Corpus, folder: str) -> str:
     """What the tool server's `list` shows for a company folder: its reports, by name."""
-    return "\n".join(sorted(p for p in corpus.documents if p.startswith(folder + "/")))
+    return list_output(sorted(p for p in corpus.documents if p.startswith(folder + "/")))
 
 
 def browsed(exchange: list[dict], corpus: Corpus, index: int) -> list[dict]:

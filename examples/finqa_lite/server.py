@@ -132,12 +132,7 @@ class FinqaTools:
                 continue  # hidden files, escaping or dangling symlinks: not part of the corpus
             rel = child.relative_to(self.corpus_dir).as_posix()
             entries.append(rel + "/" if child.is_dir() else rel)
-        if not entries:
-            return "(empty directory)"
-        if len(entries) > MAX_LIST_ENTRIES:
-            more = len(entries) - MAX_LIST_ENTRIES
-            entries = entries[:MAX_LIST_ENTRIES] + [f"[truncated: {more} more entries]"]
-        return "\n".join(entries)
+        return list_output(entries)
 
     def cat(self, path: str) -> str:
         target = self._resolve(path, "cat")
@@ -171,6 +166,16 @@ class FinqaTools:
             return path.resolve().is_relative_to(self._reports_real)
         except (OSError, RuntimeError):  # a symlink loop: not something we serve
             return False
+
+
+def list_output(entries: list[str]) -> str:
+    """What `list` shows of a folder's entries (sorted by name): one a line, capped."""
+    if not entries:
+        return "(empty directory)"
+    if len(entries) > MAX_LIST_ENTRIES:
+        more = len(entries) - MAX_LIST_ENTRIES
+        entries = entries[:MAX_LIST_ENTRIES] + [f"[truncated: {more} more entries]"]
+    return "\n".join(entries)
 
 
 def cat_output(text: str, max_chars: int = CAT_MAX_CHARS) -> str:
