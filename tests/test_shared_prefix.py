@@ -67,3 +67,35 @@ def test_gradients_through_a_shared_prefix_equal_per_sequence_gradients(lora, re
         assert torch.allclose(a, b.detach(), atol=1e-5)
     for g, r in zip((p.grad for p in weights), ref_grads):
         assert torch.allclose(g, r, atol=1e-5), (g - r).abs().max()
+
+
+def test_the_heads_recomputation_is_checkpointed_layer_by_layer():
+    """Its graph holds each layer's input and keys/values, not every layer's activations: the
+    bytes saved for backward while `backward()` recomputes the head shrink, same gradients."""
+    model = tiny_llama(seed=2).train()
+    weights = [p for p in model.parameters() if p.requires_grad]
+    tails = [TrainSequence(s.token_ids[len(HEAD):], s.mask[len(HEAD):], s.advantage)
+             for s in sequences()]
+
+    def head_backward(checkpoint: bool) -> tuple[int, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        prefix = SharedPrefix(backbone_and_head(model)[0], HEAD, "cpu", checkpoint=checkpoint)
+        batch = collate(tails, PAD_ID)
+        weighted_loss(token_logprobs(model, batch, prefix=prefix), batch, tails).backward()
+        saved = 0
+
+        def pack(t):
+            nonlocal saved
+            saved += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            prefix.backward()
+        return saved, [p.grad.clone() for p in weights]
+
+    whole, want = head_backward(checkpoint=False)
+    per_layer, got = head_backward(checkpoint=True)
+    print(f"saved for the head's backward: {whole} -> {per_layer} bytes")
+    assert per_layer < 0.5 * whole
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, atol=1e-6), (g - w).abs().max()

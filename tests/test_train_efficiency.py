@@ -8,10 +8,10 @@ import torch
 
 from agentrft.errors import SpecError
 from agentrft.spec.job import Hyperparameters
+from agentrft.train.checkpointing import checkpointed_layers, decoder_layers
 from agentrft.train.loss import TrainSequence, backbone_and_head, collate, token_logprobs
 from agentrft.train.packing import can_pack
-from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batches, \
-    precision_for
+from agentrft.train.policy import Policy, micro_batches, precision_for
 from agentrft.train.shared_prefix import SharedPrefix, shared_head_len
 from tests.test_shared_prefix import sequences as prefix_sequences
 from tests.tiny_model import PAD_ID, tiny_llama

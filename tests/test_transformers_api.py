@@ -17,8 +17,8 @@ from agentrft.engines.static_engine import StaticEngine
 from agentrft.engines.transformers_engine import MIN_SHARED_PREFIX, TransformersEngine
 from agentrft.models.kv_cache import CACHE_ARG
 from agentrft.serving.stream import stream_tokens
+from agentrft.train.checkpointing import checkpointed_layers
 from agentrft.train.loss import TrainSequence, backbone_and_head, collate, token_logprobs
-from agentrft.train.policy import checkpointed_layers
 from agentrft.train.shared_prefix import MIN_SHARED_TOKENS, SharedPrefix
 from tests.tiny_model import ENGINE_PROMPTS, PAD_ID, tiny_llama
 

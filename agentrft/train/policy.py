@@ -18,19 +18,18 @@ tokens.
 from __future__ import annotations
 
 import copy
-import functools
 import json
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
 from agentrft.errors import SpecError
 
 from agentrft.models.loading import load_model, load_tokenizer
 from agentrft.spec.job import Hyperparameters
+from agentrft.train.checkpointing import checkpointed_layers, decoder_layers
 from agentrft.train.loss import TrainSequence, backbone_and_head, collate, policy_loss_sum, \
     token_logprobs
 from agentrft.train.packing import can_pack, packing_pays_for, shared_spans
@@ -93,36 +92,6 @@ def precision_for(setting: str, finetune: str, device: torch.device) -> Precisio
         return Precision(load_dtype=torch.float32, autocast_dtype=None)
     return Precision(load_dtype=torch.bfloat16 if finetune == "lora" else torch.float32,
                      autocast_dtype=torch.bfloat16)
-
-
-@contextmanager
-def checkpointed_layers(model):
-    """Within the block, each decoder layer keeps only its inputs for backward and recomputes the
-    rest there (torch's non-reentrant checkpoint). Ours rather than transformers'
-    `gradient_checkpointing_enable`, which drops the KV cache and with it a `SharedPrefix`,
-    whose caches never grow: a recomputed layer sees what its first run saw."""
-    layers = decoder_layers(model)
-    if layers is None:
-        raise ValueError("activation checkpointing needs a decoder with a `layers` list")
-    for layer in layers:
-        layer.forward = functools.partial(_checkpointed, layer.forward)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.forward  # the class's again
-
-
-def _checkpointed(forward, *args, **kwargs):
-    if not torch.is_grad_enabled():  # e.g. the KL reference pass: nothing to save anyway
-        return forward(*args, **kwargs)
-    return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-
-
-def decoder_layers(model) -> torch.nn.ModuleList | None:
-    split = backbone_and_head(model)
-    layers = getattr(split[0], "layers", None) if split else None
-    return layers if isinstance(layers, torch.nn.ModuleList) else None
 
 
 def adamw(params: list[torch.nn.Parameter], *, lr: float) -> torch.optim.AdamW:

@@ -44,11 +44,11 @@ import torch
 import torch.distributed as dist
 
 from agentrft.spec.job import Hyperparameters
+from agentrft.train.checkpointing import checkpointed_layers, decoder_layers
 from agentrft.train.loss import MicroBatch, TrainSequence, backbone_and_head, collate, \
     policy_loss_sum, token_logprobs
 from agentrft.train.packing import can_pack, packing_pays_for
-from agentrft.train.policy import Policy, checkpointed_layers, decoder_layers, micro_batch_order, \
-    micro_batches
+from agentrft.train.policy import Policy, micro_batch_order, micro_batches
 from agentrft.train.sharded import local, shard_like, to_rank0
 
 NO_LOSS = TrainSequence([0, 0], [0, 0], 0.0)  # what a rank with no sequence left runs (FSDP)

@@ -22,6 +22,15 @@ cost one more forward over the head per step, not per sequence. The recomputatio
 kernels on the same inputs, so the keys and values the micro-batches attended to are the ones
 whose gradients flow back.
 
+That recomputation is itself checkpointed layer by layer (`checkpoint`, the default; see
+train/checkpointing.py): its graph holds each layer's input and its keys and values, and one
+layer's activations at a time in backward, ~1/30 of the whole graph, for a third forward over
+the head per step:
+
+    __init__      no graph          keys/values → the micro-batches attend to them
+    backward()    forward again     kept per layer: its input, its keys/values
+                  backward          layer 29 re-runs, propagates, frees; layer 28 …
+
 The caches involved never grow: the head's pass records each layer's keys and values, and a
 micro-batch's cache returns head + its own states without storing them. So a decoder layer that
 activation checkpointing runs a second time in backward sees exactly what its first run saw
@@ -37,6 +46,7 @@ import torch
 from transformers.cache_utils import Cache, DynamicLayer
 
 from agentrft.engines.transformers_engine import common_prefix_len
+from agentrft.train.checkpointing import checkpointed_layers
 from agentrft.models.kv_cache import cache_kwarg
 
 # Below this many shared tokens the extra pass saves too little to bother.
@@ -53,11 +63,14 @@ def shared_head_len(token_ids: list[list[int]], masks: list[list[int]]) -> int:
 
 class SharedPrefix:
     def __init__(self, backbone, ids: list[int], device: torch.device | str, *,
-                 recompute: bool = True, autocast: Callable[[], ContextManager] = nullcontext):
+                 recompute: bool = True, checkpoint: bool = True,
+                 autocast: Callable[[], ContextManager] = nullcontext):
         """`autocast` makes the context the head's forward runs in (a fresh one for the
-        recomputation, which runs outside the caller's)."""
+        recomputation, which runs outside the caller's). `checkpoint` (with `recompute`) runs
+        the recomputation checkpointed layer by layer."""
         self.length = len(ids)
         self._backbone, self._autocast = backbone, autocast
+        self._checkpoint = recompute and checkpoint
         self._ids = torch.tensor([ids], device=device)
         grad = torch.is_grad_enabled() and any(p.requires_grad for p in backbone.parameters())
         with torch.no_grad() if recompute else nullcontext():
@@ -83,7 +96,11 @@ class SharedPrefix:
         if not any(leaf.grad is not None for pair in self._leaves for leaf in pair):
             self._computed, self._leaves = [], []
             return
-        states = self._computed if self._computed is not None else self._forward()
+        if self._computed is not None:
+            states = self._computed
+        else:
+            with checkpointed_layers(self._backbone) if self._checkpoint else nullcontext():
+                states = self._forward()
         outputs, grads = [], []
         for computed, leaves in zip(states, self._leaves):
             for tensor, leaf in zip(computed, leaves):
