@@ -27,6 +27,9 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from agentrft.errors import AgentRFTError
 
@@ -243,8 +246,20 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     from examples.finqa_lite.demo import run_demo
 
-    run_demo(args.out, quick=args.quick, device=args.device, task=args.task)
+    run_demo(args.out, quick=args.quick, device=args.device, task=args.task,
+             overrides=dict(args.set))
     return 0
+
+
+def hyperparameter_setting(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` with VALUE read as a YAML scalar (`96`, `0.1`, `true`)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"{key}: not a YAML value: {value!r} ({e})") from None
 
 
 def _add_embedding_option(p: argparse.ArgumentParser) -> None:
@@ -302,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search (default): demonstrations answer from the search snippet; "
                         "verify*: they open the report with cat first (examples/finqa_lite/verify.py); "
                         "browse*: one lists and cats instead of searching (browse.py)")
+    d.add_argument("--set", action="append", default=[], type=hyperparameter_setting,
+                   metavar="KEY=VALUE", help="a hyperparameter over the demo job's (repeatable), "
+                   "e.g. --set max_new_tokens=96 --set turn_penalty=0.1")
     d.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("server", help="serve the jobs API (OpenAI's paths) and run a worker", parents=[grading])

@@ -66,19 +66,22 @@ def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
     return corpus_dir, out / "data"
 
 
-def config(*, quick: bool = False, device: str = "cpu", task: str = "search") -> DemoConfig:
+def config(*, quick: bool = False, device: str = "cpu", task: str = "search",
+           overrides: dict[str, Any] | None = None) -> DemoConfig:
     """The demo's sizes for the device, with `task`'s prompt (the same job file: the tools,
-    grader and budgets do not change between tasks)."""
+    grader and budgets do not change between tasks) and hyperparameter `overrides` on top
+    (`agentrft demo --set KEY=VALUE`; the job's validation names a bad key or value)."""
     from examples.finqa_lite.questions import TASKS
 
     if task not in TASKS:
         raise ValueError(f"unknown FinQA-lite task {task!r}; expected one of {', '.join(TASKS)}")
     cfg = QUICK if quick else GPU if device.startswith("cuda") else CPU
-    return replace(cfg, task=task)
+    return replace(cfg, task=task, overrides={**cfg.overrides, **(overrides or {})})
 
 
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
-             task: str = "search", progress=print) -> dict[str, Any]:
+             task: str = "search", overrides: dict[str, Any] | None = None,
+             progress=print) -> dict[str, Any]:
     from agentrft.analysis.report import format_summary_table, write_report
     from agentrft.malloc import release_free_memory
     from agentrft.train.checkpoint import latest_checkpoint
@@ -86,8 +89,11 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
     from agentrft.train.loop import Trainer
     from examples.finqa_lite.server import ToolServer
 
-    cfg = config(quick=quick, device=device, task=task)
+    cfg = config(quick=quick, device=device, task=task, overrides=overrides)
     out = Path(out)
+    # a bad override fails here, naming its field, not after the corpus and the index are built
+    job_spec(cfg, out / "data", {name: f"http://127.0.0.1/{name}" for name in ("search", "list", "cat")},
+             token="unchecked")
     started = time.perf_counter()
     progress(f"[1/6] corpus and questions ({cfg.n_train} train, {cfg.n_valid} validation)")
     corpus_dir, data = prepare_data(out, cfg)
