@@ -19,13 +19,13 @@ PAD_ID = 0  # never in a test prompt, so padding mistakes cannot hide behind a r
 
 
 def tiny_llama(*, seed: int = 0, vocab_size: int = VOCAB_SIZE, hidden_size: int = 32,
-               num_layers: int = 2, num_heads: int = 2):
+               num_layers: int = 2, num_heads: int = 2, num_kv_heads: int | None = None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=num_heads,
-        num_key_value_heads=num_heads, max_position_embeddings=256,
+        num_key_value_heads=num_kv_heads or num_heads, max_position_embeddings=256,
         pad_token_id=PAD_ID, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     )
     torch.manual_seed(seed)

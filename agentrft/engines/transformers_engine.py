@@ -18,10 +18,13 @@ The kept keys and values belong to the weights they were computed with: `sync_we
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
-from transformers.cache_utils import DynamicCache, DynamicLayer
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from agentrft.engines.base import Completion, Engine, SamplingParams
+from agentrft.engines.shared_head import SharedHeadLayer, attending_with
 from agentrft.models.kv_cache import cache_kwarg, cache_of
 from agentrft.malloc import release_free_memory
 from agentrft.engines.constrained import Guide, advance, guides_for, mask_logits
@@ -98,15 +101,41 @@ def _with_room(t: torch.Tensor, capacity: int, rows: torch.Tensor | None = None)
     return buf
 
 
+class HeadAndRowsLayer(SharedHeadLayer, RoomyLayer):
+    """A batch's cache layer: one copy of the shared head beside each row's own states, which
+    grow in place (engines/shared_head.py draws it)."""
+
+    @classmethod
+    def over(cls, head_keys: torch.Tensor, head_values: torch.Tensor, rows: int,
+             room: int) -> "HeadAndRowsLayer":
+        """The head (batch 1) and `rows` empty rows with `room` positions each."""
+        empty = lambda t: t.new_empty((rows, *t.shape[1:-2], 0, t.shape[-1]))  # noqa: E731
+        new = cls.taking_over(_States(empty(head_keys), empty(head_values)), room)
+        new.head_keys, new.head_values = head_keys, head_values
+        return new
+
+    @classmethod
+    def taking_over(cls, layer, room: int, rows: torch.Tensor | None = None) -> "HeadAndRowsLayer":
+        new = super().taking_over(layer, room, rows)
+        if isinstance(layer, SharedHeadLayer):
+            new.head_keys, new.head_values = layer.head_keys, layer.head_values
+        return new
+
+
+class _States:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
+        self.keys, self.values = keys, values
+
+
 # Below this many shared tokens a separate prefix pass costs more than it saves.
 MIN_SHARED_PREFIX = 16
 
-# Tokens (prompt + new) of the rows decoded together. Every row holds its own keys and values
-# (46 KB a token in fp32 for SmolLM2-135M), so this caps a batch's cache at ~0.75 GB there and
-# its prefill activations with it; 60 FinQA-lite rollouts at 2,000 tokens would hold 5.5 GB,
-# and at 32,768 the demo's first eval batch peaked at 4.7 GB of RSS. Past a few thousand
-# cached tokens a decode step is bound by reading that cache, not the weights, so smaller
-# batches cost little.
+# Tokens of the rows decoded together, counting only what each row holds: its prompt past
+# the head all the call's prompts share (held once, engines/shared_head.py) and its new
+# tokens. Each such token costs 46 KB of cache in fp32 for SmolLM2-135M, so this caps a
+# batch's own cache at ~0.75 GB there and its prefill activations with it. When every row held
+# a copy of the ~1,000-token head, 60 FinQA-lite rollouts held 5.5 GB and the demo's first
+# eval batch peaked at 4.7 GB of RSS (at 32,768).
 MAX_BATCH_TOKENS = 16_384
 
 
@@ -171,7 +200,9 @@ class TransformersEngine(Engine):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         out: list[Completion] = []
         try:
-            for rows in token_batches([len(p) + params.max_new_tokens for p in prompts],
+            # what a row holds: its tokens past the head all rows share (held once)
+            shared = common_prefix_len(prompts) if prompts else 0
+            for rows in token_batches([len(p) - shared + params.max_new_tokens for p in prompts],
                                       self.max_batch_size, self.max_batch_tokens):
                 out.extend(self._generate_batch(prompts[rows], params))
         finally:
@@ -190,28 +221,39 @@ class TransformersEngine(Engine):
     def _prefill(self, prompts: list[list[int]]):
         """Run the prompts through the model: (KV cache, last logits (U, V), attention mask,
         position ids). When they share a long prefix (system prompt, tool list and
-        demonstrations are the same for every row of a task), that prefix is run once and its
-        cache copied to every row; each row's own suffix is then left-padded *after* it:
-        [prefix][pad…][suffix]. The mask hides the pads and the position ids skip them, so
-        each row sees exactly its own unpadded sequence."""
-        shared = min(common_prefix_len(prompts), min(len(p) for p in prompts) - 1)
-        if shared < MIN_SHARED_PREFIX or (len(prompts) < 2 and not self.prefix_cache):
+        demonstrations are the same for every row of a task), that prefix is run once and
+        held once (a `HeadAndRowsLayer` cache: engines/shared_head.py); each row's own suffix
+        is then left-padded *after* it: [prefix][pad…][suffix]. The mask hides the pads and
+        the position ids skip them, so each row sees exactly its own unpadded sequence."""
+        shared = self._shared_len(prompts)
+        if not shared:
             ids, attn = self._left_pad(prompts)
             self.prefill_tokens_run += ids.numel()
             positions = (attn.cumsum(-1) - 1).clamp(min=0)
             out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
                              use_cache=True, logits_to_keep=1)
             return cache_of(out), out.logits[:, -1], attn, positions
-        cache = self._head_cache(prompts[0][:shared])
-        cache.batch_select_indices(torch.zeros(len(prompts), dtype=torch.long, device=self.device))
+        head = self._head_cache(prompts[0][:shared])
         ids, tail_attn = self._left_pad([p[shared:] for p in prompts])
         self.prefill_tokens_run += ids.numel()
+        cache = Cache(layers=[HeadAndRowsLayer.over(layer.keys, layer.values, len(prompts), ids.shape[1])
+                              for layer in head.layers])
         attn = torch.cat([torch.ones((len(prompts), shared), dtype=tail_attn.dtype,
                                      device=self.device), tail_attn], 1)
         positions = shared + (tail_attn.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
-                         use_cache=True, logits_to_keep=1, **cache_kwarg(cache))
+        with attending_with(self.model, cache):
+            out = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
+                             use_cache=True, logits_to_keep=1, **cache_kwarg(cache))
         return cache_of(out), out.logits[:, -1], attn, positions
+
+    def _shared_len(self, prompts: list[list[int]]) -> int:
+        """How many leading tokens the prompts share and the engine runs (and holds) once; 0
+        when too few to pay for a separate pass. Each prompt keeps at least one token of its
+        own, whose logits start the decode."""
+        shared = min(common_prefix_len(prompts), min(len(p) for p in prompts) - 1)
+        if shared < MIN_SHARED_PREFIX or (len(prompts) < 2 and not self.prefix_cache):
+            return 0
+        return shared
 
     def _head_cache(self, head: list[int]):
         """The KV cache (batch 1) of `head`: run through the model, or with `prefix_cache` the
@@ -240,7 +282,6 @@ class TransformersEngine(Engine):
         # and fan its KV cache out to the rows that share it.
         unique: dict[tuple[int, ...], int] = {}
         row_to_unique = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
-        stop = torch.tensor(params.stop_token_ids or [-1], device=self.device)
 
         was_training = self.model.training
         self.model.eval()
@@ -250,26 +291,14 @@ class TransformersEngine(Engine):
             if len(unique) < B:
                 fan = torch.tensor(row_to_unique, device=self.device)
                 logits, attn, positions = logits[fan], attn[fan], positions[fan]
-            for i in range(len(cache.layers)):  # one layer at a time: one extra copy at most
-                cache.layers[i] = RoomyLayer.taking_over(cache.layers[i], params.max_new_tokens,
-                                                         rows=fan)
+            for i, layer in enumerate(cache.layers):  # one layer at a time: one extra copy at most
+                grows = type(layer) if isinstance(layer, RoomyLayer) else RoomyLayer
+                cache.layers[i] = grows.taking_over(layer, params.max_new_tokens, rows=fan)
             next_pos = positions[:, -1:] + 1
-            tokens_T, logps_T = [], []
-            done = torch.zeros(B, dtype=torch.bool, device=self.device)
             guides = guides_for(params, B)
-            for _ in range(params.max_new_tokens):
-                tok, logp = sample_next(logits, params, self.generator, guides)
-                tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)
-                tokens_T.append(tok)
-                logps_T.append(logp)
-                done |= torch.isin(tok, stop)
-                if bool(done.all()):
-                    break
-                attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=self.device)], 1)
-                out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
-                                 use_cache=True, logits_to_keep=1, **cache_kwarg(cache))
-                cache, logits = cache_of(out), out.logits[:, -1]
-                next_pos = next_pos + 1
+            shares_head = isinstance(cache.layers[0], SharedHeadLayer)
+            with attending_with(self.model, cache) if shares_head else nullcontext():
+                tokens_T, logps_T = self._decode(cache, logits, attn, next_pos, params, guides)
         finally:
             self.model.train(was_training)
 
@@ -284,3 +313,26 @@ class TransformersEngine(Engine):
                 token_ids=row[:end or n], logprobs=logps[b][:end or n],
                 finish_reason="stop" if end else "length"))
         return completions
+
+    def _decode(self, cache, logits, attn, next_pos, params: SamplingParams, guides
+                ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Sample a token for every row, feed it back, until every row stopped or wrote
+        `max_new_tokens`: per step the tokens (B,) and their log-probs (B,)."""
+        B = logits.shape[0]
+        stop = torch.tensor(params.stop_token_ids or [-1], device=self.device)
+        done = torch.zeros(B, dtype=torch.bool, device=self.device)
+        tokens_T, logps_T = [], []
+        for _ in range(params.max_new_tokens):
+            tok, logp = sample_next(logits, params, self.generator, guides)
+            tok = torch.where(done, torch.full_like(tok, self.pad_token_id), tok)
+            tokens_T.append(tok)
+            logps_T.append(logp)
+            done |= torch.isin(tok, stop)
+            if bool(done.all()):
+                break
+            attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=self.device)], 1)
+            out = self.model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos,
+                             use_cache=True, logits_to_keep=1, **cache_kwarg(cache))
+            cache, logits = cache_of(out), out.logits[:, -1]
+            next_pos = next_pos + 1
+        return tokens_T, logps_T
