@@ -109,7 +109,10 @@ def test_chunked_head_logprobs_and_gradients_equal_the_full_logits_path(monkeypa
     assert torch.allclose(ours, ref, atol=1e-5)
     assert (ours[batch.loss_mask_BT == 0] == 0).all()
     for a, b in zip(ours_grads, (p.grad for p in weights)):
-        assert torch.allclose(a, b, atol=1e-5)
+        # fp32 rounding of sums taken in another order: relative to the tensor's scale (the
+        # head's gradient reaches ~200 here; an element-wise 1e-5 failed on some CPUs by 3e-5)
+        scale = float(b.abs().max())
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6 * scale), ((a - b).abs().max(), scale)
 
 
 def test_micro_batches_respect_both_the_sequence_and_the_token_caps():
