@@ -77,7 +77,8 @@ class RssSampler:
         try:
             yield
         finally:
-            self._active.remove(peak)
+            # by identity: a nested phase's peak can equal its parent's ([x] == [x])
+            self._active = [p for p in self._active if p is not peak]
             end = rss_bytes()
             self.rows[index] = (name, start / 2**30, max(peak[0], end) / 2**30, end / 2**30,
                                 time.perf_counter() - t0)
