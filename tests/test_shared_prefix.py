@@ -69,6 +69,20 @@ def test_gradients_through_a_shared_prefix_equal_per_sequence_gradients(lora, re
         assert torch.allclose(g, r, atol=1e-5), (g - r).abs().max()
 
 
+def saved_for_backward(run) -> int:
+    """Bytes of the tensors autograd saves for backward while `run()` runs."""
+    saved = 0
+
+    def pack(t):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return saved
+
+
 def test_the_heads_recomputation_is_checkpointed_layer_by_layer():
     """Its graph holds each layer's input and keys/values, not every layer's activations: the
     bytes saved for backward while `backward()` recomputes the head shrink, same gradients."""
@@ -82,16 +96,7 @@ def test_the_heads_recomputation_is_checkpointed_layer_by_layer():
         prefix = SharedPrefix(backbone_and_head(model)[0], HEAD, "cpu", checkpoint=checkpoint)
         batch = collate(tails, PAD_ID)
         weighted_loss(token_logprobs(model, batch, prefix=prefix), batch, tails).backward()
-        saved = 0
-
-        def pack(t):
-            nonlocal saved
-            saved += t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            prefix.backward()
-        return saved, [p.grad.clone() for p in weights]
+        return saved_for_backward(prefix.backward), [p.grad.clone() for p in weights]
 
     whole, want = head_backward(checkpoint=False)
     per_layer, got = head_backward(checkpoint=True)

@@ -13,7 +13,7 @@ from agentrft.train.loss import TrainSequence, backbone_and_head, collate, token
 from agentrft.train.packing import can_pack
 from agentrft.train.policy import Policy, micro_batches, precision_for
 from agentrft.train.shared_prefix import SharedPrefix, shared_head_len
-from tests.test_shared_prefix import sequences as prefix_sequences
+from tests.test_shared_prefix import saved_for_backward, sequences as prefix_sequences
 from tests.tiny_model import PAD_ID, tiny_llama
 
 
@@ -134,17 +134,8 @@ def test_checkpointing_saves_less_for_backward(shared_prefix):
     model = tiny(lora=False)
 
     def saved_bytes(checkpointing: bool) -> int:
-        total = 0
-
-        def pack(t):
-            nonlocal total
-            total += t.numel() * t.element_size()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            logprobs_and_grads(model, prefix_sequences(), shared_prefix=shared_prefix,
-                               checkpointing=checkpointing)
-        return total
+        return saved_for_backward(lambda: logprobs_and_grads(
+            model, prefix_sequences(), shared_prefix=shared_prefix, checkpointing=checkpointing))
 
     without, with_ = saved_bytes(False), saved_bytes(True)
     print(f"saved for backward: {without} -> {with_} bytes")

@@ -109,8 +109,11 @@ class HeadAndRowsLayer(SharedHeadLayer, RoomyLayer):
     def over(cls, head_keys: torch.Tensor, head_values: torch.Tensor, rows: int,
              room: int) -> "HeadAndRowsLayer":
         """The head (batch 1) and `rows` empty rows with `room` positions each."""
-        empty = lambda t: t.new_empty((rows, *t.shape[1:-2], 0, t.shape[-1]))  # noqa: E731
-        new = cls.taking_over(_States(empty(head_keys), empty(head_values)), room)
+        new = cls()
+        new.lazy_initialization(head_keys, head_values)
+        shape = (rows, *head_keys.shape[1:-2], room, head_keys.shape[-1])
+        new._kbuf, new._vbuf = head_keys.new_empty(shape), head_values.new_empty(shape)
+        new._set_length(0)
         new.head_keys, new.head_values = head_keys, head_values
         return new
 
@@ -120,11 +123,6 @@ class HeadAndRowsLayer(SharedHeadLayer, RoomyLayer):
         if isinstance(layer, SharedHeadLayer):
             new.head_keys, new.head_values = layer.head_keys, layer.head_values
         return new
-
-
-class _States:
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor):
-        self.keys, self.values = keys, values
 
 
 # Below this many shared tokens a separate prefix pass costs more than it saves.
@@ -200,8 +198,8 @@ class TransformersEngine(Engine):
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         out: list[Completion] = []
         try:
-            # what a row holds: its tokens past the head all rows share (held once)
-            shared = common_prefix_len(prompts) if prompts else 0
+            # what a row holds: its tokens past the head the batch holds once
+            shared = self._shared_len(prompts) if prompts else 0
             for rows in token_batches([len(p) - shared + params.max_new_tokens for p in prompts],
                                       self.max_batch_size, self.max_batch_tokens):
                 out.extend(self._generate_batch(prompts[rows], params))
