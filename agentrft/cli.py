@@ -311,12 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--task", default="search",
+    d.add_argument("--task", default="verify",
                    choices=("search", "verify", "verify-last", "verify-hint", "verify-last-hint",
                             "search-hint", "browse", "browse-last"),
-                   help="search (default): demonstrations answer from the search snippet; "
-                        "verify*: they open the report with cat first (examples/finqa_lite/verify.py); "
-                        "browse*: one lists and cats instead of searching (browse.py)")
+                   help="verify (default): demonstrations search, then open the report with cat "
+                        "to confirm (examples/finqa_lite/verify.py); search: they answer from the "
+                        "search snippet; browse*: one lists and cats instead of searching (browse.py)")
     d.add_argument("--set", action="append", default=[], type=hyperparameter_setting,
                    metavar="KEY=VALUE", help="a hyperparameter over the demo job's (repeatable), "
                    "e.g. --set max_new_tokens=96 --set turn_penalty=0.1")

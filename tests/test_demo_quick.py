@@ -51,3 +51,5 @@ def test_demo_quick_end_to_end_writes_its_report_and_verdict(tmp_path):
     if paired["rows"] == baseline["rows"] == final["rows"]:  # no row lost all its rollouts
         assert result["gain"] == pytest.approx(final["mean_reward"] - baseline["mean_reward"])
     assert result["text"] in printed
+    peaks = list(result["peak_rss_gib"].values())  # the process's peak so far, after each phase
+    assert len(peaks) == 3 and 0.3 < peaks[0] <= peaks[1] <= peaks[2] < 24

@@ -19,7 +19,8 @@ def test_demo_job_takes_this_runs_data_and_server(cfg, tmp_path):
     assert job.training_file == str(tmp_path / "train.jsonl")
     assert {t.name: t.server_url for t in job.rl.tools} == URLS
     assert all(t.headers == {"Authorization": "Bearer t0k"} for t in job.rl.tools)
-    assert job.rl.max_episode_steps == 10
+    assert job.rl.max_episode_steps == 4  # the verify demonstrations' 2 calls, with room
+    assert cfg.task == "verify" and job.hp.turn_penalty > 0  # the efficiency story's task
     assert job.rl.grader["type"] == "multi"
 
 

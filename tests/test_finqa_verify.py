@@ -85,7 +85,7 @@ def test_unknown_task_is_a_clear_error(corpus):
         make_rows(corpus, n_train=2, n_valid=2, task="verfy")
     with pytest.raises(ValueError, match="unknown FinQA-lite task 'verfy'"):
         config(task="verfy")
-    assert config(task="verify").task == "verify" and config().task == "search"
+    assert config(task="search").task == "search" and config().task == "verify"
 
 
 def _probe():
@@ -125,8 +125,8 @@ def test_demo_command_offers_every_task():
     from agentrft.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["demo", "--task", "verify"]).task == "verify"
-    assert parser.parse_args(["demo"]).task == "search"
+    assert parser.parse_args(["demo", "--task", "search"]).task == "search"
+    assert parser.parse_args(["demo"]).task == "verify"
     demo = next(a for a in parser._subparsers._group_actions[0].choices["demo"]._actions
                 if a.dest == "task")
     assert tuple(demo.choices) == TASKS

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import resource
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,7 @@ class DemoConfig:
     n_train: int
     n_valid: int
     overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
-    task: str = "search"  # questions.TASKS: which system prompt and demonstrations
+    task: str = "verify"  # questions.TASKS: which system prompt and demonstrations
 
 
 CPU = DemoConfig(HERE / "job.yaml", n_train=200, n_valid=20)
@@ -66,7 +67,7 @@ def prepare_data(out: Path, cfg: DemoConfig) -> tuple[Path, Path]:
     return corpus_dir, out / "data"
 
 
-def config(*, quick: bool = False, device: str = "cpu", task: str = "search",
+def config(*, quick: bool = False, device: str = "cpu", task: str = "verify",
            overrides: dict[str, Any] | None = None) -> DemoConfig:
     """The demo's sizes for the device, with `task`'s prompt (the same job file: the tools,
     grader and budgets do not change between tasks) and hyperparameter `overrides` on top
@@ -80,7 +81,7 @@ def config(*, quick: bool = False, device: str = "cpu", task: str = "search",
 
 
 def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str = "cpu",
-             task: str = "search", overrides: dict[str, Any] | None = None,
+             task: str = "verify", overrides: dict[str, Any] | None = None,
              progress=print) -> dict[str, Any]:
     from agentrft.analysis.report import format_summary_table, write_report
     from agentrft.malloc import release_free_memory
@@ -104,11 +105,13 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
         urls = {name: server.url(name) for name in ("search", "list", "cat")}
         job = job_spec(cfg, data, urls, token)
         timings: dict[str, float] = {}
+        peaks: dict[str, float] = {}  # the process's peak RSS so far, after each phase
 
         t0 = time.perf_counter()
         progress(f"[3/6] baseline eval: {cfg.n_valid} rows × {job.hp.samples_per_eval_row}")
         baseline = evaluate(job, samples=job.hp.samples_per_eval_row, out_dir=out / "baseline", device=device)
         timings["baseline_eval"] = time.perf_counter() - t0
+        peaks["baseline_eval"] = peak_rss_gib()
 
         t0 = time.perf_counter()
         progress(f"[4/6] training: {job.hp.max_steps} steps of {job.hp.rows_per_step} rows × "
@@ -128,6 +131,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
         gc.collect()
         release_free_memory()
         timings["training"] = time.perf_counter() - t0
+        peaks["training"] = peak_rss_gib()
         final_ckpt = latest_checkpoint(out / "run")
 
         t0 = time.perf_counter()
@@ -135,6 +139,7 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
         final = evaluate(job, model_ref=str(final_ckpt), samples=job.hp.samples_per_eval_row,
                          out_dir=out / "final", device=device)
         timings["final_eval"] = time.perf_counter() - t0
+        peaks["final_eval"] = peak_rss_gib()
 
     timings["total"] = time.perf_counter() - started
     progress("[6/6] report")
@@ -142,11 +147,19 @@ def run_demo(out: str | Path = "runs/demo", *, quick: bool = False, device: str 
                            title="FinQA-lite: bundled SmolLM2-135M before and after RL",
                            wall_times=timings)
     progress(format_summary_table(summary))
-    summary["result"] = result = verdict(baseline, final)
+    summary["result"] = result = {**verdict(baseline, final), "peak_rss_gib": peaks}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     progress(result["text"])
+    progress("peak RSS so far after the baseline eval, training, final eval: "
+             + ", ".join(f"{gib:.2f}" for gib in peaks.values()) + " GiB")
     progress(f"report: {out / 'report' / 'report.html'}")
     return summary
+
+
+def peak_rss_gib() -> float:
+    """The highest RSS this process has had so far (the kernel's own count, as `time -v`
+    reports it; kB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def verdict(baseline: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
