@@ -4,6 +4,21 @@ Each rollout awaits `sampler.sample(prompt_ids)`; requests that arrive while the
 busy, or within a short gathering window, go into the next batch. The engine runs in a
 worker thread so tool calls (on the event loop) proceed while it samples.
 
+A batch of a static engine runs until its longest turn ends, so a turn that arrives just
+after a batch closed waits for all of it. After a batch, the rollouts' tool calls come back
+spread over the tools' latency (a burst of 60 calls to one server: up to a second or more),
+and a window of a few milliseconds would start the next batch with the first one or two of
+them. So a rollout says it is live (`with sampler.live():`, around its turns), and the
+batch waits, polling every window, until every live rollout has its turn queued, or
+`max_gather_s` has passed since the first:
+
+    batch 1: [a b c d] ──decode──┐
+                                 ├ a: tool ─┐
+                                 ├ b: tool ───┐
+                                 ├ c: answers (no longer live)
+                                 └ d: tool ─────┐
+    batch 2:                                    [a b d] ──decode── …   (not [a], then [b d])
+
 A `ContinuousEngine` (`submit` / `step` / `reset`, as `StaticEngine` is) is driven differently: a turn that becomes ready joins the running batch at the next `step`, and
 a finished turn goes back to its rollout at once, instead of waiting for the batch's longest.
 """
@@ -12,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from agentrft.engines.base import Completion, ContinuousEngine, Engine, SamplingParams
 
@@ -25,15 +42,19 @@ class _Request:
 
 
 class BatchingSampler:
-    def __init__(self, engine: Engine, *, max_batch_size: int = 64, gather_window_s: float = 0.002):
+    def __init__(self, engine: Engine, *, max_batch_size: int = 64, gather_window_s: float = 0.002,
+                 max_gather_s: float = 2.0):
         self.engine = engine
         self.max_batch_size = max_batch_size
         self.gather_window_s = gather_window_s
+        self.max_gather_s = max_gather_s  # the longest a batch waits for live rollouts' turns
+        self._live = 0  # rollouts inside `live()`: their next turn is expected
         self._pending: list[_Request] = []
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task | None = None
         self.engine_time_s = 0.0  # wall time spent inside engine.generate
         self.batches = 0
+        self.turns = 0  # requests sampled: turns / batches is the mean batch
 
     async def sample(self, prompt: list[int], params: SamplingParams) -> Completion:
         loop = asyncio.get_running_loop()
@@ -45,16 +66,37 @@ class BatchingSampler:
         self._wakeup.set()
         return await fut
 
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        """Around a rollout's turns: while it is in a tool call, a batch waits for its next turn
+        (up to `max_gather_s`); once it has answered, none does."""
+        self._live += 1
+        try:
+            yield
+        finally:
+            self._live -= 1
+
+    async def _gather(self) -> None:
+        """Let concurrently runnable rollouts add their turns before the batch closes: while
+        turns keep arriving within the window, and while a live rollout's turn is still to come
+        (up to `max_gather_s`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_gather_s
+        seen = -1
+        while len(self._pending) < self.max_batch_size:
+            arriving = len(self._pending) != seen
+            expected = len(self._pending) < self._live and loop.time() < deadline
+            if not (arriving or expected):
+                break
+            seen = len(self._pending)
+            await asyncio.sleep(self.gather_window_s)
+
     async def _run(self) -> None:
         if isinstance(self.engine, ContinuousEngine):
             return await self._run_continuous()
         while True:
             await self._wakeup.wait()
-            # Let concurrently runnable rollouts add their turns before the batch closes.
-            seen = -1
-            while len(self._pending) != seen and len(self._pending) < self.max_batch_size:
-                seen = len(self._pending)
-                await asyncio.sleep(self.gather_window_s)
+            await self._gather()
             self._wakeup.clear()
             batch, self._pending = self._pending[:self.max_batch_size], self._pending[self.max_batch_size:]
             if self._pending:
@@ -74,6 +116,7 @@ class BatchingSampler:
                 finally:
                     self.engine_time_s += time.perf_counter() - t0
                     self.batches += 1
+                    self.turns += len(reqs)
                 for r, out in zip(reqs, outs):
                     if not r.future.done():
                         r.future.set_result(out)

@@ -141,70 +141,71 @@ async def _run_rollout(row: DatasetRow, env: RolloutEnv, rollout: Rollout) -> No
     tool_time = 0.0
     params = env.turn_params(schemas)
 
-    while True:
-        if len(rollout.token_ids) + params.max_new_tokens > env.max_rollout_tokens:
-            rollout.status = "truncated"
-            break
-        completion = await env.sampler.sample(rollout.token_ids, params)
-        rollout.append(completion.token_ids, model_written=True, logprobs=completion.logprobs)
-        text = env.renderer.tok.decode(completion.token_ids, skip_special_tokens=True)
-        rollout.reasoning_tokens += sum(len(env.renderer.tok.encode(m.group(1), add_special_tokens=False))
-                                        for m in _THINK.finditer(text))
-        parsed = parse_tool_calls(_THINK.sub("", text), known)
-        turn = rollout.turns
-        rollout.turns += 1
-        assistant: dict[str, Any] = {"role": "assistant", "content": text}
-        if parsed.attempted == 0:
-            rollout.messages.append(assistant)
-            rollout.final_text = parsed.content
-            # An answer cut off by max_new_tokens is still graded, but flagged.
-            rollout.status = "completed" if completion.finish_reason == "stop" else "truncated"
-            break
-        if steps_used + parsed.attempted > env.max_episode_steps:
-            rollout.messages.append(assistant)
-            rollout.final_text = parsed.content
-            rollout.status = "budget_exceeded"
-            break
-        steps_used += parsed.attempted
+    with env.sampler.live():  # while it is in a tool call, the next batch waits for it (batcher.py)
+        while True:
+            if len(rollout.token_ids) + params.max_new_tokens > env.max_rollout_tokens:
+                rollout.status = "truncated"
+                break
+            completion = await env.sampler.sample(rollout.token_ids, params)
+            rollout.append(completion.token_ids, model_written=True, logprobs=completion.logprobs)
+            text = env.renderer.tok.decode(completion.token_ids, skip_special_tokens=True)
+            rollout.reasoning_tokens += sum(len(env.renderer.tok.encode(m.group(1), add_special_tokens=False))
+                                            for m in _THINK.finditer(text))
+            parsed = parse_tool_calls(_THINK.sub("", text), known)
+            turn = rollout.turns
+            rollout.turns += 1
+            assistant: dict[str, Any] = {"role": "assistant", "content": text}
+            if parsed.attempted == 0:
+                rollout.messages.append(assistant)
+                rollout.final_text = parsed.content
+                # An answer cut off by max_new_tokens is still graded, but flagged.
+                rollout.status = "completed" if completion.finish_reason == "stop" else "truncated"
+                break
+            if steps_used + parsed.attempted > env.max_episode_steps:
+                rollout.messages.append(assistant)
+                rollout.final_text = parsed.content
+                rollout.status = "budget_exceeded"
+                break
+            steps_used += parsed.attempted
 
-        t_tools = time.perf_counter()
-        calls = [asyncio.ensure_future(_call_one(env, rollout, turn, c.name, c.arguments_json))
-                 for c in parsed.calls]
-        try:
-            records = await asyncio.gather(*calls)
-        except Exception as e:  # noqa: BLE001 - a failed call ends the rollout as a value
-            # gather leaves the turn's other calls running; the rollout is over, so stop them.
-            for task in calls:
-                task.cancel()
-            await asyncio.gather(*calls, return_exceptions=True)
+            t_tools = time.perf_counter()
+            calls = [asyncio.ensure_future(_call_one(env, rollout, turn, c.name, c.arguments_json))
+                     for c in parsed.calls]
+            try:
+                records = await asyncio.gather(*calls)
+            except Exception as e:  # noqa: BLE001 - a failed call ends the rollout as a value
+                # gather leaves the turn's other calls running; the rollout is over, so stop them.
+                for task in calls:
+                    task.cancel()
+                await asyncio.gather(*calls, return_exceptions=True)
+                rollout.messages.append(assistant)
+                if isinstance(e, ToolInfraFailure):
+                    rollout.tool_infra_failures += 1
+                    _discard(rollout, f"tool infrastructure failure: {e}")
+                elif isinstance(e, ToolCrashed):
+                    _discard(rollout, f"tool client failure: {e}")
+                else:
+                    raise
+                break
+            finally:
+                tool_time += time.perf_counter() - t_tools
+            records = list(records) + [
+                ToolCallRecord(turn=turn, call_id=f"call_{uuid.uuid4().hex[:24]}", name="(malformed)",
+                               arguments=p.raw, output=p.message, is_error=True)
+                for p in parsed.problems]
+            rollout.tool_calls.extend(records)
+            # OpenAI's shape: the calls in `tool_calls`, the rest of the text in `content`
+            # (the exact text stays in the token ids).
+            assistant["content"] = parsed.content
+            assistant["tool_calls"] = [{"id": r.call_id, "type": "function",
+                                        "function": {"name": r.name, "arguments": r.arguments}}
+                                       for r in records]
             rollout.messages.append(assistant)
-            if isinstance(e, ToolInfraFailure):
-                rollout.tool_infra_failures += 1
-                _discard(rollout, f"tool infrastructure failure: {e}")
-            elif isinstance(e, ToolCrashed):
-                _discard(rollout, f"tool client failure: {e}")
-            else:
-                raise
-            break
-        finally:
-            tool_time += time.perf_counter() - t_tools
-        records = list(records) + [
-            ToolCallRecord(turn=turn, call_id=f"call_{uuid.uuid4().hex[:24]}", name="(malformed)",
-                           arguments=p.raw, output=p.message, is_error=True)
-            for p in parsed.problems]
-        rollout.tool_calls.extend(records)
-        # OpenAI's shape: the calls in `tool_calls`, the rest of the text in `content`
-        # (the exact text stays in the token ids).
-        assistant["content"] = parsed.content
-        assistant["tool_calls"] = [{"id": r.call_id, "type": "function",
-                                    "function": {"name": r.name, "arguments": r.arguments}}
-                                   for r in records]
-        rollout.messages.append(assistant)
-        tool_messages = [{"role": "tool", "tool_call_id": r.call_id, "content": r.output}
-                         for r in records]
-        rollout.messages.extend(tool_messages)
-        rollout.append(env.renderer.close_turn_ids(completion.token_ids) +
-                       env.renderer.tool_results_ids(tool_messages), model_written=False)
+            tool_messages = [{"role": "tool", "tool_call_id": r.call_id, "content": r.output}
+                             for r in records]
+            rollout.messages.extend(tool_messages)
+            rollout.append(env.renderer.close_turn_ids(completion.token_ids) +
+                           env.renderer.tool_results_ids(tool_messages), model_written=False)
 
     rollout.timing["tools"] = tool_time
     rollout.timing["rollout"] = time.perf_counter() - t_start
