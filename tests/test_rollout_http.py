@@ -400,6 +400,20 @@ async def test_calls_of_one_turn_overlap_in_time_on_the_server(server, make_env)
     assert len({first.json["trace_id"], second.json["trace_id"], rollout.trace_id}) == 1
 
 
+# -- which turns share a batch -------------------------------------------------------
+
+async def test_turns_after_tool_calls_of_different_latency_share_one_batch(server, make_env):
+    """Each rollout is live around its turns (batcher.py), so the batch after the tools waits
+    for the slowest reply instead of starting with the first one."""
+    scripts = {f"Q{i}": [call("slow", sleep_s=0.05 + 0.1 * i), f"answer {i}"] for i in range(4)}
+    scripts["Q-direct"] = ["I already know: 7."]  # answers at once: not waited for
+    env, engine = make_env(scripts)
+    rollouts = await run_rollouts([(i, row(q)) for i, q in enumerate(scripts)], env)
+
+    assert [r.status for r in rollouts] == ["completed"] * 5
+    assert engine.batch_sizes == [5, 4]
+
+
 # -- graders see the answer and the trajectory ---------------------------------------
 
 async def test_python_grader_sees_the_final_answer_and_the_trajectory(make_env):
