@@ -244,13 +244,17 @@ class Trainer:
             metrics = await self._train_step(step, policy, rollouts)
             metrics.update({"timing.sampling": t_sampled - t0, "policy_staleness": staleness})
             done = self.policy_version = step + 1  # what the sampler now holds
-            if done % hp.eval_every == 0 or done == self.total_steps:
+            evaluated = done % hp.eval_every == 0 or done == self.total_steps
+            if evaluated:
                 metrics.update(await self._evaluate(env, done))
-                self._checkpoint(policy, done, metrics)
             metrics["timing.full_iteration"] = time.perf_counter() - t0
             if stalled := self.stall.observe(done, int(metrics["trained_sequences"])):
                 self.run.log_event(stalled, level="warn", type="warning")  # a banner too
+            # The step's line before its checkpoint: a crash between the two redoes the step
+            # (resume truncates after the checkpoint's step), never loses its line.
             self.run.log_metrics(metrics)
+            if evaluated:
+                self._checkpoint(policy, done, metrics)
             self._report(done, metrics)
         self.run.log_event(f"finished {self.total_steps} steps")
         self.outcome = "succeeded"
